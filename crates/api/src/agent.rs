@@ -1,0 +1,416 @@
+//! The agent's operator API (`POST /api/v1`, `mesos/v1/agent/agent.proto`): calls in,
+//! responses out.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::v1::{
+    CommandInfo, ContainerId, ContainerInfo, ContainerStatus, Resource, ResourceStatistics,
+    VersionInfo,
+};
+use crate::ApiError;
+
+/// Agent call types Holdfast serves.
+pub const SUPPORTED_CALLS: &[&str] = &[
+    "GET_HEALTH",
+    "GET_VERSION",
+    "GET_FLAGS",
+    "GET_CONTAINERS",
+    "LAUNCH_CONTAINER",
+    "WAIT_CONTAINER",
+    "KILL_CONTAINER",
+    "REMOVE_CONTAINER",
+];
+
+/// Agent call types that exist in Mesos but that this agent does not serve yet; they get
+/// a 501 that says so rather than Mesos's puzzling "type missing".
+const KNOWN_UNSUPPORTED_CALLS: &[&str] = &[
+    "GET_METRICS",
+    "GET_LOGGING_LEVEL",
+    "SET_LOGGING_LEVEL",
+    "LIST_FILES",
+    "READ_FILE",
+    "GET_STATE",
+    "GET_FRAMEWORKS",
+    "GET_EXECUTORS",
+    "GET_OPERATIONS",
+    "GET_TASKS",
+    "GET_AGENT",
+    "GET_RESOURCE_PROVIDERS",
+    "LAUNCH_NESTED_CONTAINER",
+    "WAIT_NESTED_CONTAINER",
+    "KILL_NESTED_CONTAINER",
+    "REMOVE_NESTED_CONTAINER",
+    "LAUNCH_NESTED_CONTAINER_SESSION",
+    "ATTACH_CONTAINER_INPUT",
+    "ATTACH_CONTAINER_OUTPUT",
+    "ADD_RESOURCE_PROVIDER_CONFIG",
+    "UPDATE_RESOURCE_PROVIDER_CONFIG",
+    "REMOVE_RESOURCE_PROVIDER_CONFIG",
+    "MARK_RESOURCE_PROVIDER_GONE",
+    "PRUNE_IMAGES",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    GetHealth,
+    GetVersion,
+    GetFlags,
+    GetContainers(GetContainers),
+    LaunchContainer(LaunchContainer),
+    WaitContainer(ContainerId),
+    KillContainer(KillContainer),
+    RemoveContainer(ContainerId),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct GetContainers {
+    #[serde(default)]
+    pub show_nested: bool,
+    #[serde(default)]
+    pub show_standalone: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaunchContainer {
+    pub container_id: ContainerId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<Resource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct KillContainer {
+    pub container_id: ContainerId,
+    #[serde(default)]
+    pub signal: Option<i32>,
+}
+
+#[derive(Deserialize)]
+struct ContainerIdOnly {
+    container_id: ContainerId,
+}
+
+fn validation_error(reason: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("Failed to validate agent::Call: {reason}"))
+}
+
+fn convert_error(reason: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!(
+        "Failed to convert JSON into Call protobuf: {reason}"
+    ))
+}
+
+/// Parses the body of `POST /api/v1` into a call. Errors carry the status Mesos uses and
+/// a one-line reason.
+pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Failed to parse body into JSON: {e}")))?;
+    let Value::Object(obj) = &value else {
+        return Err(convert_error("expecting a JSON object"));
+    };
+    let kind = match obj.get("type") {
+        None | Some(Value::Null) => {
+            return Err(validation_error("Expecting 'type' to be present"));
+        }
+        Some(Value::String(s)) => s.as_str(),
+        Some(other) => {
+            return Err(convert_error(format!(
+                "Not expecting a JSON {} for field 'type'",
+                json_kind(other)
+            )));
+        }
+    };
+
+    // The payload of a call lives under the lower-cased call name.
+    let field = kind.to_ascii_lowercase();
+    let payload = obj.get(&field);
+    let call = match kind {
+        "GET_HEALTH" => Call::GetHealth,
+        "GET_VERSION" => Call::GetVersion,
+        "GET_FLAGS" => Call::GetFlags,
+        "GET_CONTAINERS" => Call::GetContainers(match payload {
+            None | Some(Value::Null) => GetContainers::default(),
+            Some(v) => typed(v, &field)?,
+        }),
+        "LAUNCH_CONTAINER" => {
+            let launch: LaunchContainer = typed(required(payload, &field)?, &field)?;
+            validate_id(&launch.container_id)?;
+            if let Some(cmd) = &launch.command {
+                validate_command(cmd)?;
+            }
+            Call::LaunchContainer(launch)
+        }
+        "WAIT_CONTAINER" => {
+            let c: ContainerIdOnly = typed(required(payload, &field)?, &field)?;
+            validate_id(&c.container_id)?;
+            Call::WaitContainer(c.container_id)
+        }
+        "KILL_CONTAINER" => {
+            let k: KillContainer = typed(required(payload, &field)?, &field)?;
+            validate_id(&k.container_id)?;
+            if let Some(sig) = k.signal {
+                if !(1..=64).contains(&sig) {
+                    return Err(validation_error(format!(
+                        "'kill_container.signal' {sig} is not a signal number (1-64)"
+                    )));
+                }
+            }
+            Call::KillContainer(k)
+        }
+        "REMOVE_CONTAINER" => {
+            let c: ContainerIdOnly = typed(required(payload, &field)?, &field)?;
+            validate_id(&c.container_id)?;
+            Call::RemoveContainer(c.container_id)
+        }
+        other if KNOWN_UNSUPPORTED_CALLS.contains(&other) => {
+            return Err(ApiError::new(
+                501,
+                format!("Call type {other} is not supported by this agent yet"),
+            ));
+        }
+        other => {
+            return Err(validation_error(format!(
+                "Expecting 'type' to be present: unknown call type '{}' (known: {})",
+                other.escape_default(),
+                SUPPORTED_CALLS.join(", ")
+            )));
+        }
+    };
+    Ok(call)
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn required<'a>(payload: Option<&'a Value>, field: &str) -> Result<&'a Value, ApiError> {
+    match payload {
+        None | Some(Value::Null) => Err(validation_error(format!(
+            "Expecting '{field}' to be present"
+        ))),
+        Some(v) => Ok(v),
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: &Value, field: &str) -> Result<T, ApiError> {
+    T::deserialize(v).map_err(|e| {
+        let msg = e.to_string();
+        // serde names the missing field without saying where it sits.
+        convert_error(format!("in '{field}': {msg}"))
+    })
+}
+
+fn validate_id(id: &ContainerId) -> Result<(), ApiError> {
+    id.validate().map_err(validation_error)
+}
+
+fn validate_command(cmd: &CommandInfo) -> Result<(), ApiError> {
+    if cmd.is_shell() {
+        if cmd.value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+            return Err(validation_error(
+                "'command.value' must be a non-empty shell command when 'command.shell' is true",
+            ));
+        }
+    } else if cmd.value.as_deref().is_none_or(str::is_empty) {
+        return Err(validation_error(
+            "'command.value' must name the program to run when 'command.shell' is false",
+        ));
+    }
+    if let Some(env) = &cmd.environment {
+        for var in &env.variables {
+            if var.name.is_empty() || var.name.contains('=') || var.name.contains('\0') {
+                return Err(validation_error(format!(
+                    "environment variable name '{}' is invalid",
+                    var.name.escape_default()
+                )));
+            }
+            if let Some(kind) = var.kind.as_deref() {
+                if kind != "VALUE" {
+                    return Err(validation_error(format!(
+                        "environment variable '{}' has type {kind}; only VALUE is supported",
+                        var.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One entry of `GET_CONTAINERS`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerEntry {
+    pub container_id: ContainerId,
+    pub container_status: ContainerStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_statistics: Option<ResourceStatistics>,
+}
+
+/// One `GET_FLAGS` entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flag {
+    pub name: String,
+    pub value: String,
+}
+
+/// `WAIT_CONTAINER`'s answer. `exit_status` is the raw wait(2) status, as Mesos reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WaitContainerResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+pub fn health_response(healthy: bool) -> Value {
+    json!({"type": "GET_HEALTH", "get_health": {"healthy": healthy}})
+}
+
+pub fn version_response(info: &VersionInfo) -> Value {
+    json!({"type": "GET_VERSION", "get_version": {"version_info": info}})
+}
+
+pub fn flags_response(flags: &[Flag]) -> Value {
+    json!({"type": "GET_FLAGS", "get_flags": {"flags": flags}})
+}
+
+pub fn containers_response(containers: &[ContainerEntry]) -> Value {
+    json!({"type": "GET_CONTAINERS", "get_containers": {"containers": containers}})
+}
+
+pub fn wait_response(wait: &WaitContainerResponse) -> Value {
+    json!({"type": "WAIT_CONTAINER", "wait_container": wait})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> ApiError {
+        parse_call(body.as_bytes()).expect_err(body)
+    }
+
+    #[test]
+    fn parses_the_calls_mesos_clients_send() {
+        assert_eq!(
+            parse_call(br#"{"type":"GET_HEALTH","bogus":1}"#),
+            Ok(Call::GetHealth)
+        );
+        assert_eq!(
+            parse_call(br#"{"type":"GET_CONTAINERS","get_containers":{"show_nested":true,"show_standalone":true}}"#),
+            Ok(Call::GetContainers(GetContainers { show_nested: true, show_standalone: true }))
+        );
+        let launch = br#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":"c1"},
+            "command":{"value":"echo standalone; sleep 100","shell":true},
+            "resources":[{"name":"cpus","type":"SCALAR","scalar":{"value":0.1}},{"name":"mem","type":"SCALAR","scalar":{"value":32}}]}}"#;
+        match parse_call(launch) {
+            Ok(Call::LaunchContainer(l)) => {
+                assert_eq!(l.container_id, ContainerId::new("c1"));
+                assert_eq!(l.resources.len(), 2);
+                assert_eq!(crate::v1::scalar_sum(&l.resources, "mem"), Some(32.0));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse_call(br#"{"type":"KILL_CONTAINER","kill_container":{"container_id":{"value":"c","parent":{"value":"p"}},"signal":15}}"#),
+            Ok(Call::KillContainer(KillContainer { container_id: ContainerId::new("p").child("c"), signal: Some(15) }))
+        );
+    }
+
+    #[test]
+    fn bad_input_gets_a_one_line_reason() {
+        let cases: &[(&str, u16, &str)] = &[
+            ("[", 400, "Failed to parse body into JSON"),
+            (
+                "{}",
+                400,
+                "Failed to validate agent::Call: Expecting 'type' to be present",
+            ),
+            (r#"{"type":"GET_FOO"}"#, 400, "unknown call type 'GET_FOO'"),
+            (
+                r#"{"type":"get_health"}"#,
+                400,
+                "unknown call type 'get_health'",
+            ),
+            (r#"{"type":"GET_AGENTS"}"#, 400, "unknown call type"),
+            (
+                r#"{"type":1}"#,
+                400,
+                "Not expecting a JSON number for field 'type'",
+            ),
+            (
+                r#"{"type":"LAUNCH_CONTAINER"}"#,
+                400,
+                "Expecting 'launch_container' to be present",
+            ),
+            (
+                r#"{"type":"LAUNCH_CONTAINER","launch_container":{}}"#,
+                400,
+                "missing field `container_id`",
+            ),
+            (
+                r#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":"../x"}}}"#,
+                400,
+                "container id '../x'",
+            ),
+            (
+                r#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":""}}}"#,
+                400,
+                "must not be empty",
+            ),
+            (
+                r#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":"a"},"command":{"shell":true}}}"#,
+                400,
+                "'command.value'",
+            ),
+            (
+                r#"{"type":"KILL_CONTAINER","kill_container":{"container_id":{"value":"a"},"signal":99}}"#,
+                400,
+                "not a signal number",
+            ),
+            (
+                r#"{"type":"WAIT_CONTAINER","wait_container":{"container_id":{"value":"x","parent":{"value":".."}}}}"#,
+                400,
+                "'..' is not allowed",
+            ),
+            (
+                r#"{"type":"GET_STATE"}"#,
+                501,
+                "not supported by this agent yet",
+            ),
+        ];
+        for (body, status, needle) in cases {
+            let e = err(body);
+            assert_eq!(e.status, *status, "{body}: {e}");
+            assert!(e.message.contains(needle), "{body}: {}", e.message);
+            assert!(!e.message.contains('\n'), "{body}: multi-line reason");
+        }
+    }
+
+    #[test]
+    fn wait_response_matches_mesos() {
+        let v = wait_response(&WaitContainerResponse {
+            exit_status: Some(1792),
+            ..Default::default()
+        });
+        assert_eq!(
+            v,
+            json!({"type":"WAIT_CONTAINER","wait_container":{"exit_status":1792}})
+        );
+    }
+}

@@ -1,0 +1,67 @@
+//! The checkpointed records. Each is versioned from its first release; a reader refuses a
+//! version it does not know rather than guessing.
+
+use std::path::PathBuf;
+
+use holdfast_api::v1::{CommandInfo, ContainerId, ContainerInfo, Resource};
+use serde::{Deserialize, Serialize};
+
+pub const VERSION: u32 = 1;
+
+/// What the agent accepted to launch, written before anything is started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub version: u32,
+    pub container_id: ContainerId,
+    #[serde(default)]
+    pub command: Option<CommandInfo>,
+    #[serde(default)]
+    pub resources: Vec<Resource>,
+    #[serde(default)]
+    pub container: Option<ContainerInfo>,
+    pub sandbox: PathBuf,
+    /// Seconds since the epoch.
+    pub launched_at: f64,
+}
+
+/// Who runs the container: the supervisor and the workload it started, each with the
+/// start time that makes its pid unambiguous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisorRecord {
+    pub version: u32,
+    pub pid: i32,
+    pub start_time: u64,
+    pub workload_pid: i32,
+    pub workload_start_time: u64,
+}
+
+/// The supervisor's record of how the workload ended (in the runtime dir).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub version: u32,
+    /// Raw wait(2) status.
+    pub wait_status: i32,
+    pub exited_at: f64,
+}
+
+/// How a container ended, as the agent last learned it. Kept until REMOVE_CONTAINER so
+/// that no exit status is lost, not even across a reboot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TerminationRecord {
+    pub version: u32,
+    /// Raw wait(2) status; absent when it could not be known (the host rebooted, the
+    /// supervisor was killed from outside).
+    #[serde(default)]
+    pub wait_status: Option<i32>,
+    pub finished_at: f64,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Seconds since the epoch, as Mesos's float timestamps.
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

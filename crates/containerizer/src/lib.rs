@@ -1,0 +1,858 @@
+//! The containerizer: launches containers, watches them, kills and removes them, and
+//! recovers them after an agent restart.
+//!
+//! It owns the container registry. HTTP handlers call its methods; no lock is held across
+//! an await or a blocking call, and the blocking Linux work runs on tokio's blocking pool.
+//!
+//! Modules: [`layout`] (paths, pure), [`recovery`] (the recovery plan, pure), [`launcher`]
+//! (cgroups, supervisor spawn; Linux).
+
+pub mod launcher;
+pub mod layout;
+pub mod recovery;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use holdfast_api::agent::{ContainerEntry, LaunchContainer};
+use holdfast_api::v1::{scalar_sum, ContainerId, ContainerStatus, ResourceStatistics};
+use holdfast_cgroups::{Cgroup, Hierarchy};
+use holdfast_checkpoint::records::{now_secs, VERSION};
+use holdfast_checkpoint::{
+    CheckpointError, ContainerRecord, MetaStore, RuntimeStore, SupervisorRecord, TerminationRecord,
+};
+use holdfast_process::{PidFd, ProcessIdentity};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+
+use crate::launcher::Launcher;
+use crate::recovery::{Observation, Outcome};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("Container {0} cannot be found")]
+    NotFound(ContainerId),
+    #[error("Container '{0}' cannot be found (or is already killed)")]
+    KillNotFound(ContainerId),
+    #[error("Parent container {0} cannot be found")]
+    ParentNotFound(ContainerId),
+    #[error("Parent container {0} is not running")]
+    ParentNotRunning(ContainerId),
+    #[error("Container {0} is still running: kill it and wait for it before removing it")]
+    StillRunning(ContainerId),
+    #[error("Container {0} is still being launched: try again once the launch completes")]
+    StillLaunching(ContainerId),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("Failed to launch container: {0}")]
+    LaunchFailed(String),
+    #[error("{context}")]
+    Internal {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl ContainerError {
+    pub fn internal(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        ContainerError::Internal {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Recovery failed and the agent must not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error("failed to recover checkpoints (use --strict=false to skip corrupt ones)")]
+    Checkpoint(#[source] CheckpointError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub work_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub hierarchy: Hierarchy,
+    /// Relative to the hierarchy's mount.
+    pub cgroups_root: PathBuf,
+    pub destroy_timeout: Duration,
+    pub grace_period: Duration,
+    pub strict: bool,
+    /// The binary that runs `__supervise` (normally the agent's own executable).
+    pub supervisor_exe: PathBuf,
+}
+
+/// What recovery did, for the log and the metrics.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RecoveryReport {
+    pub reattached: usize,
+    pub ended: usize,
+    pub orphans_destroyed: Vec<String>,
+    pub skipped_checkpoints: Vec<String>,
+    pub rebooted: bool,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    Launching,
+    Running,
+    Ended(TerminationRecord),
+}
+
+struct Entry {
+    record: ContainerRecord,
+    phase: Phase,
+    supervisor: Option<SupervisorRecord>,
+    /// The agent killed it: a missing exit record then means SIGKILL.
+    killed: bool,
+    done: watch::Sender<Option<TerminationRecord>>,
+}
+
+struct Inner {
+    cfg: Config,
+    meta: MetaStore,
+    launcher: Launcher,
+    entries: Mutex<HashMap<ContainerId, Entry>>,
+}
+
+#[derive(Clone)]
+pub struct Containerizer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchOutcome {
+    Launched,
+    AlreadyLaunched,
+}
+
+fn blocking_failed(e: tokio::task::JoinError) -> ContainerError {
+    ContainerError::internal("a blocking task failed", e)
+}
+
+impl Containerizer {
+    fn entries(&self) -> MutexGuard<'_, HashMap<ContainerId, Entry>> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.inner
+            .entries
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    /// Recovers every container this agent knew and returns a containerizer that serves
+    /// them. See [`recovery`] for the cases.
+    pub async fn recover(cfg: Config) -> Result<(Containerizer, RecoveryReport), RecoveryError> {
+        let started = Instant::now();
+        let meta = MetaStore::new(&cfg.work_dir);
+        let runtime = RuntimeStore::new(&cfg.runtime_dir);
+        let launcher = Launcher {
+            hierarchy: cfg.hierarchy.clone(),
+            cgroups_root: cfg.cgroups_root.clone(),
+            runtime: runtime.clone(),
+            supervisor_exe: cfg.supervisor_exe.clone(),
+            grace_period: cfg.grace_period,
+        };
+        let inner = Arc::new(Inner {
+            cfg: cfg.clone(),
+            meta: meta.clone(),
+            launcher,
+            entries: Mutex::new(HashMap::new()),
+        });
+        let this = Containerizer { inner };
+        let c = this.clone();
+        let (report, reattach) = tokio::task::spawn_blocking(move || c.recover_blocking())
+            .await
+            .map_err(|e| RecoveryError::Io {
+                context: "recovery task failed".into(),
+                source: e.into(),
+            })??;
+        for (id, pidfd) in reattach {
+            this.watch(id, pidfd);
+        }
+        let mut report = report;
+        report.duration = started.elapsed();
+        Ok((this, report))
+    }
+
+    fn recover_blocking(
+        &self,
+    ) -> Result<(RecoveryReport, Vec<(ContainerId, PidFd)>), RecoveryError> {
+        let cfg = &self.inner.cfg;
+        let meta = &self.inner.meta;
+        let runtime = &self.inner.launcher.runtime;
+        let io = |context: String| move |e: BoxError| RecoveryError::Io { context, source: e };
+
+        // The agent must not be inside the subtree it manages: destroying an orphan would
+        // kill the agent itself.
+        let own = cfg
+            .hierarchy
+            .own_cgroup()
+            .map_err(|e| io("cannot read own cgroup".into())(e.into()))?;
+        let own_rel = own.strip_prefix("/").unwrap_or(&own);
+        if own_rel.starts_with(&cfg.cgroups_root) {
+            return Err(RecoveryError::Setup(format!(
+                "the agent runs in cgroup /{} inside --cgroups_root {}; start it in another cgroup or choose another --cgroups_root",
+                own_rel.display(),
+                cfg.cgroups_root.display()
+            )));
+        }
+        let root = cfg
+            .hierarchy
+            .create_path(&cfg.cgroups_root, &[])
+            .map_err(|e| {
+                io(format!(
+                    "cannot create cgroup root {}",
+                    cfg.cgroups_root.display()
+                ))(e.into())
+            })?;
+
+        let boot_id = holdfast_process::boot_id()
+            .map_err(|e| io("cannot read the boot id".into())(e.into()))?;
+        let last_boot = meta.boot_id().map_err(RecoveryError::Checkpoint)?;
+        let rebooted = last_boot.as_deref().is_some_and(|b| b != boot_id);
+
+        let loaded = meta.load(cfg.strict).map_err(RecoveryError::Checkpoint)?;
+        let mut report = RecoveryReport {
+            rebooted,
+            ..Default::default()
+        };
+        for skipped in &loaded.skipped {
+            tracing::warn!(error = %skipped, "skipping corrupt checkpoint (--strict=false)");
+            report.skipped_checkpoints.push(skipped.to_string());
+        }
+
+        // Observe each container: its supervisor's identity, its exit record.
+        let mut pidfds: HashMap<ContainerId, PidFd> = HashMap::new();
+        let mut observations = Vec::with_capacity(loaded.containers.len());
+        for lc in loaded.containers {
+            let id = lc.record.container_id.clone();
+            let supervisor = match lc.supervisor {
+                Some(s) => Some(s),
+                None => runtime.supervisor(&id).ok().flatten(),
+            };
+            let mut alive = false;
+            if let (Some(sup), None, false) = (supervisor, &lc.termination, rebooted) {
+                // Open first, then check the start time: the fd cannot then name a
+                // process that reused the pid.
+                if let Ok(fd) = PidFd::open(sup.pid) {
+                    let ident = ProcessIdentity {
+                        pid: sup.pid,
+                        start_time: sup.start_time,
+                    };
+                    if ident.is_current() && !fd.has_exited().unwrap_or(true) {
+                        alive = true;
+                        pidfds.insert(id.clone(), fd);
+                    }
+                }
+            }
+            let exit = if alive || rebooted {
+                None
+            } else {
+                runtime.exit(&id).ok().flatten()
+            };
+            observations.push(Observation {
+                loaded: LoadedOwned::into(lc.record, supervisor, lc.termination),
+                supervisor,
+                supervisor_alive: alive,
+                exit,
+            });
+        }
+
+        let scan = layout::scan_tree(&cfg.cgroups_root, &mut |p| {
+            cfg.hierarchy.cgroup(p).children().or_else(|e| {
+                if e.is_not_found() {
+                    Ok(Vec::new())
+                } else {
+                    Err(e)
+                }
+            })
+        })
+        .map_err(|e| io("cannot walk the cgroup tree".into())(e.into()))?;
+        let plan = recovery::plan(
+            &observations,
+            &scan.containers,
+            &scan.foreign,
+            rebooted,
+            now_secs(),
+        );
+
+        let launcher = &self.inner.launcher;
+        let timeout = cfg.destroy_timeout;
+        let mut reattach = Vec::new();
+        let mut entries = self.entries();
+        for (decision, obs) in plan.decisions.into_iter().zip(observations) {
+            let id = decision.id;
+            if decision.destroy_cgroup {
+                if let Err(e) = launcher.cgroup(&id).destroy(timeout) {
+                    tracing::warn!(container = %id, error = %error_chain(&e), "cannot destroy cgroup of ended container");
+                }
+            }
+            let (phase, supervisor) = match decision.outcome {
+                Outcome::Reattach(sup) => {
+                    if let Some(fd) = pidfds.remove(&id) {
+                        reattach.push((id.clone(), fd));
+                    }
+                    // Complete the checkpoint if the agent died before copying it.
+                    if obs.loaded.supervisor.is_none() {
+                        if let Err(e) = meta.save_supervisor(&id, &sup) {
+                            tracing::warn!(container = %id, error = %error_chain(&e), "cannot checkpoint supervisor");
+                        }
+                    }
+                    report.reattached += 1;
+                    (Phase::Running, Some(sup))
+                }
+                Outcome::Ended {
+                    termination,
+                    already_recorded,
+                } => {
+                    if !already_recorded {
+                        meta.save_termination(&id, &termination)
+                            .map_err(RecoveryError::Checkpoint)?;
+                        tracing::info!(container = %id, wait_status = ?termination.wait_status, message = ?termination.message, "container ended while the agent was away");
+                    }
+                    report.ended += 1;
+                    (Phase::Ended(termination), obs.supervisor)
+                }
+            };
+            let done = match &phase {
+                Phase::Ended(t) => watch::channel(Some(t.clone())).0,
+                _ => watch::channel(None).0,
+            };
+            entries.insert(
+                id,
+                Entry {
+                    record: obs.loaded.record,
+                    phase,
+                    supervisor,
+                    killed: false,
+                    done,
+                },
+            );
+        }
+        drop(entries);
+
+        for orphan in plan.orphans {
+            let cg = launcher.cgroup(&orphan);
+            tracing::warn!(container = %orphan, cgroup = %cg.path().display(), "destroying unknown container cgroup (no checkpoint knows it)");
+            if let Err(e) = cg.destroy(timeout) {
+                tracing::warn!(cgroup = %cg.path().display(), error = %error_chain(&e), "cannot destroy orphan cgroup");
+            }
+            report
+                .orphans_destroyed
+                .push(cg.path().display().to_string());
+        }
+        for foreign in plan.foreign {
+            let cg = cfg.hierarchy.cgroup(&foreign);
+            tracing::warn!(cgroup = %cg.path().display(), "destroying unknown cgroup under the cgroups root");
+            if let Err(e) = cg.destroy(timeout) {
+                tracing::warn!(cgroup = %cg.path().display(), error = %error_chain(&e), "cannot destroy unknown cgroup");
+            }
+            report
+                .orphans_destroyed
+                .push(cg.path().display().to_string());
+        }
+        // Launches that never got their container.json: nothing ran that we could know of.
+        for id in loaded.incomplete {
+            if let Err(e) = meta.remove_container(&id) {
+                tracing::warn!(container = %id, error = %error_chain(&e), "cannot remove incomplete checkpoint");
+            }
+        }
+        // Runtime dirs of containers the checkpoints do not know.
+        if let Ok(ids) = runtime.top_level_ids() {
+            let known = self.entries();
+            for name in ids {
+                let id = ContainerId::new(name);
+                if !known.contains_key(&id) {
+                    let _ = runtime.remove_container(&id);
+                }
+            }
+        }
+        let _ = root;
+        meta.save_boot_id(&boot_id)
+            .map_err(RecoveryError::Checkpoint)?;
+        Ok((report, reattach))
+    }
+
+    /// Watches a supervisor through its pidfd and collects the container when it exits.
+    fn watch(&self, id: ContainerId, pidfd: PidFd) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            // SAFETY: a PidFd owns its fd and always returns the same one, which stays open
+            // until the AsyncFd gives it back through into_inner.
+            let registered =
+                unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
+            match registered {
+                Ok(afd) => {
+                    // A pidfd polls readable once the process exits.
+                    if let Ok(mut guard) = afd.readable().await {
+                        guard.retain_ready();
+                    }
+                    let pidfd = afd.into_inner();
+                    // Our own child (launched by this agent run): reap it.
+                    let _ = pidfd.try_reap();
+                }
+                Err(e) => {
+                    let (pidfd, err) = e.into_parts();
+                    tracing::error!(container = %id, error = %err, "cannot watch supervisor; polling instead");
+                    while !pidfd.has_exited().unwrap_or(true) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    let _ = pidfd.try_reap();
+                }
+            }
+            this.collect(id).await;
+        });
+    }
+
+    /// The supervisor is gone: read how the workload ended, destroy what is left of the
+    /// container, checkpoint the termination and wake the waiters.
+    async fn collect(&self, id: ContainerId) {
+        let killed = {
+            let mut entries = self.entries();
+            // Everything nested goes with it.
+            let nested: Vec<ContainerId> = entries
+                .keys()
+                .filter(|k| is_descendant(k, &id))
+                .cloned()
+                .collect();
+            for n in nested {
+                if let Some(e) = entries.get_mut(&n) {
+                    e.killed = true;
+                }
+            }
+            entries.get(&id).map(|e| e.killed).unwrap_or(false)
+        };
+        let inner = self.inner.clone();
+        let cid = id.clone();
+        let parent_gone = id.parent.as_deref().is_some_and(|p| {
+            !matches!(
+                self.entries().get(p).map(|e| &e.phase),
+                Some(Phase::Running)
+            )
+        });
+        let termination = tokio::task::spawn_blocking(move || {
+            let exit = inner.launcher.runtime.exit(&cid);
+            if let Err(e) = inner.launcher.cgroup(&cid).destroy(inner.cfg.destroy_timeout) {
+                tracing::warn!(container = %cid, error = %error_chain(&e), "cannot destroy container cgroup");
+            }
+            let termination = match exit {
+                Ok(Some(exit)) => TerminationRecord {
+                    version: VERSION,
+                    wait_status: Some(exit.wait_status),
+                    finished_at: exit.exited_at,
+                    message: None,
+                },
+                other => {
+                    if let Err(e) = other {
+                        tracing::warn!(container = %cid, error = %error_chain(&e), "cannot read exit record");
+                    }
+                    let message = if parent_gone {
+                        recovery::MSG_PARENT_ENDED
+                    } else if killed {
+                        "killed by the agent"
+                    } else {
+                        recovery::MSG_SUPERVISOR_LOST
+                    };
+                    TerminationRecord {
+                        version: VERSION,
+                        wait_status: killed.then_some(libc::SIGKILL),
+                        finished_at: now_secs(),
+                        message: Some(message.to_string()),
+                    }
+                }
+            };
+            if let Err(e) = inner.meta.save_termination(&cid, &termination) {
+                tracing::error!(container = %cid, error = %error_chain(&e), "cannot checkpoint termination");
+            }
+            termination
+        })
+        .await;
+        let termination = match termination {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(container = %id, error = %e, "collecting the container failed");
+                return;
+            }
+        };
+        tracing::info!(container = %id, wait_status = ?termination.wait_status, "container ended");
+        let mut entries = self.entries();
+        if let Some(e) = entries.get_mut(&id) {
+            e.phase = Phase::Ended(termination.clone());
+            e.done.send_replace(Some(termination));
+        }
+    }
+
+    /// LAUNCH_CONTAINER.
+    pub async fn launch(&self, req: LaunchContainer) -> Result<LaunchOutcome, ContainerError> {
+        let id = req.container_id.clone();
+        let sandbox = {
+            let entries = self.entries();
+            match entries.get(&id).map(|e| &e.phase) {
+                Some(Phase::Launching) | Some(Phase::Running) => {
+                    return Ok(LaunchOutcome::AlreadyLaunched)
+                }
+                Some(Phase::Ended(_)) | None => {}
+            }
+            if let Some(parent) = id.parent.as_deref() {
+                match entries.get(parent).map(|e| &e.phase) {
+                    None => return Err(ContainerError::ParentNotFound(parent.clone())),
+                    Some(Phase::Running) => {}
+                    Some(_) => return Err(ContainerError::ParentNotRunning(parent.clone())),
+                }
+            }
+            layout::sandbox_path(&self.inner.cfg.work_dir, &id)
+        };
+        // The id of an ended container is free again, as in Mesos: forget the old one.
+        if matches!(
+            self.entries().get(&id).map(|e| &e.phase),
+            Some(Phase::Ended(_))
+        ) {
+            self.remove(&id).await?;
+        }
+        let record = ContainerRecord {
+            version: VERSION,
+            container_id: id.clone(),
+            command: req.command,
+            resources: req.resources,
+            container: req.container,
+            sandbox,
+            launched_at: now_secs(),
+        };
+        {
+            let mut entries = self.entries();
+            if entries.contains_key(&id) {
+                // Another launch of the same id won the race.
+                return Ok(LaunchOutcome::AlreadyLaunched);
+            }
+            entries.insert(
+                id.clone(),
+                Entry {
+                    record: record.clone(),
+                    phase: Phase::Launching,
+                    supervisor: None,
+                    killed: false,
+                    done: watch::channel(None).0,
+                },
+            );
+        }
+        let inner = self.inner.clone();
+        let rec = record.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            // Checkpoint first: a crash after this point leaves a record that recovery
+            // resolves; a crash before it leaves at most a cgroup, which is an orphan.
+            inner.launcher.spec(&rec, std::path::Path::new("/"))?;
+            inner
+                .meta
+                .save_container(&rec)
+                .map_err(|e| ContainerError::internal("cannot checkpoint the container", e))?;
+            let launched = inner.launcher.launch(&rec);
+            match launched {
+                Ok(l) => inner
+                    .meta
+                    .save_supervisor(&rec.container_id, &l.supervisor)
+                    .map_err(|e| ContainerError::internal("cannot checkpoint the supervisor", e))
+                    .map(|()| l),
+                Err(e) => {
+                    let _ = inner.meta.remove_container(&rec.container_id);
+                    let _ = inner.launcher.runtime.remove_container(&rec.container_id);
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(blocking_failed)
+        .and_then(|r| r);
+        match result {
+            Ok(launched) => {
+                {
+                    let mut entries = self.entries();
+                    if let Some(e) = entries.get_mut(&id) {
+                        e.phase = Phase::Running;
+                        e.supervisor = Some(launched.supervisor);
+                    }
+                }
+                tracing::info!(container = %id, supervisor = launched.supervisor.pid, pid = launched.supervisor.workload_pid, "container launched");
+                self.watch(id, launched.pidfd);
+                Ok(LaunchOutcome::Launched)
+            }
+            Err(e) => {
+                self.entries().remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    /// WAIT_CONTAINER: resolves when the container has ended (at once if it already has).
+    pub async fn wait(&self, id: &ContainerId) -> Result<TerminationRecord, ContainerError> {
+        let mut rx = {
+            let entries = self.entries();
+            let entry = entries
+                .get(id)
+                .ok_or_else(|| ContainerError::NotFound(id.clone()))?;
+            entry.done.subscribe()
+        };
+        loop {
+            if let Some(t) = rx.borrow_and_update().clone() {
+                return Ok(t);
+            }
+            if rx.changed().await.is_err() {
+                // The entry was removed while we waited.
+                return Err(ContainerError::NotFound(id.clone()));
+            }
+        }
+    }
+
+    /// KILL_CONTAINER. No signal (or SIGKILL) destroys the container; SIGTERM asks its
+    /// supervisor for a graceful stop (SIGTERM, then SIGKILL after the grace period); any
+    /// other signal goes to the workload's main process.
+    pub async fn kill(&self, id: &ContainerId, signal: Option<i32>) -> Result<(), ContainerError> {
+        let supervisor = {
+            let mut entries = self.entries();
+            let entry = match entries.get_mut(id) {
+                Some(e) => e,
+                None => return Err(ContainerError::KillNotFound(id.clone())),
+            };
+            match entry.phase {
+                Phase::Ended(_) => return Err(ContainerError::KillNotFound(id.clone())),
+                Phase::Launching => return Err(ContainerError::StillLaunching(id.clone())),
+                Phase::Running => {}
+            }
+            if matches!(signal, None | Some(libc::SIGKILL)) {
+                entry.killed = true;
+            }
+            entry.supervisor
+        };
+        match signal.unwrap_or(libc::SIGKILL) {
+            libc::SIGKILL => {
+                let inner = self.inner.clone();
+                let cid = id.clone();
+                tokio::task::spawn_blocking(move || inner.launcher.cgroup(&cid).kill())
+                    .await
+                    .map_err(blocking_failed)?
+                    .map_err(|e| {
+                        ContainerError::internal(format!("cannot kill container {id}"), e)
+                    })?;
+                tracing::info!(container = %id, "container killed");
+                Ok(())
+            }
+            sig => {
+                let Some(sup) = supervisor else {
+                    return Err(ContainerError::KillNotFound(id.clone()));
+                };
+                let (pid, start_time) = if sig == libc::SIGTERM {
+                    (sup.pid, sup.start_time)
+                } else {
+                    (sup.workload_pid, sup.workload_start_time)
+                };
+                let fd = PidFd::open(pid).map_err(|_| ContainerError::KillNotFound(id.clone()))?;
+                if !(ProcessIdentity { pid, start_time }).is_current() {
+                    return Err(ContainerError::KillNotFound(id.clone()));
+                }
+                fd.send_signal(sig).map_err(|e| {
+                    ContainerError::internal(format!("cannot signal container {id}"), e)
+                })?;
+                tracing::info!(container = %id, signal = sig, "container signalled");
+                Ok(())
+            }
+        }
+    }
+
+    /// REMOVE_CONTAINER: forgets an ended container, its nested containers, checkpoints,
+    /// runtime files and sandbox.
+    pub async fn remove(&self, id: &ContainerId) -> Result<(), ContainerError> {
+        let sandbox = {
+            let entries = self.entries();
+            let entry = entries
+                .get(id)
+                .ok_or_else(|| ContainerError::NotFound(id.clone()))?;
+            if !matches!(entry.phase, Phase::Ended(_)) {
+                return Err(ContainerError::StillRunning(id.clone()));
+            }
+            if let Some((nested, _)) = entries
+                .iter()
+                .find(|(k, e)| is_descendant(k, id) && !matches!(e.phase, Phase::Ended(_)))
+            {
+                return Err(ContainerError::StillRunning(nested.clone()));
+            }
+            entry.record.sandbox.clone()
+        };
+        let inner = self.inner.clone();
+        let cid = id.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), ContainerError> {
+            inner.meta.remove_container(&cid).map_err(|e| {
+                ContainerError::internal(format!("cannot remove checkpoint of {cid}"), e)
+            })?;
+            let _ = inner.launcher.runtime.remove_container(&cid);
+            match std::fs::remove_dir_all(&sandbox) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(ContainerError::internal(
+                    format!("cannot remove sandbox {}", sandbox.display()),
+                    e,
+                )),
+            }
+        })
+        .await
+        .map_err(blocking_failed)??;
+        self.entries()
+            .retain(|k, _| k != id && !is_descendant(k, id));
+        Ok(())
+    }
+
+    /// GET_CONTAINERS: running containers with their statistics. Every container is
+    /// standalone until executors exist, so `show_standalone` decides whether any shows.
+    pub async fn list(&self, show_nested: bool, show_standalone: bool) -> Vec<ContainerEntry> {
+        let running: Vec<(ContainerId, ContainerRecord, Option<SupervisorRecord>)> = {
+            let entries = self.entries();
+            let mut v: Vec<_> = entries
+                .iter()
+                .filter(|(id, e)| {
+                    matches!(e.phase, Phase::Running)
+                        && show_standalone
+                        && (show_nested || !id.is_nested())
+                })
+                .map(|(id, e)| (id.clone(), e.record.clone(), e.supervisor))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            running
+                .into_iter()
+                .map(|(id, record, sup)| {
+                    let cgroup = inner.launcher.cgroup(&id);
+                    ContainerEntry {
+                        container_status: ContainerStatus {
+                            container_id: id.clone(),
+                            executor_pid: sup.map(|s| s.workload_pid as u32),
+                        },
+                        resource_statistics: Some(statistics(&record, &cgroup)),
+                        container_id: id,
+                    }
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Ids of containers that are not ended, parents first.
+    pub fn running(&self) -> Vec<ContainerId> {
+        let mut v: Vec<ContainerId> = self
+            .entries()
+            .iter()
+            .filter(|(_, e)| !matches!(e.phase, Phase::Ended(_)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        v.sort_by_key(|id| (id.depth(), id.clone()));
+        v
+    }
+
+    /// Destroys every container and waits for each to be collected (`--recover=cleanup`).
+    pub async fn destroy_all(&self) -> Result<usize, ContainerError> {
+        let top: Vec<ContainerId> = self
+            .running()
+            .into_iter()
+            .filter(|id| !id.is_nested())
+            .collect();
+        let all = self.running();
+        for id in &top {
+            self.kill(id, None).await?;
+        }
+        for id in &all {
+            self.wait(id).await?;
+        }
+        Ok(all.len())
+    }
+}
+
+fn is_descendant(candidate: &ContainerId, ancestor: &ContainerId) -> bool {
+    let mut p = candidate.parent.as_deref();
+    while let Some(parent) = p {
+        if parent == ancestor {
+            return true;
+        }
+        p = parent.parent.as_deref();
+    }
+    false
+}
+
+/// Mesos's `ResourceStatistics` from the container's cgroup and requested resources.
+fn statistics(record: &ContainerRecord, cgroup: &Cgroup) -> ResourceStatistics {
+    let mut s = ResourceStatistics {
+        timestamp: now_secs(),
+        ..Default::default()
+    };
+    if let Some(cpus) = scalar_sum(&record.resources, "cpus") {
+        s.cpus_soft_limit = Some(cpus);
+    }
+    if let Some(mem) = scalar_sum(&record.resources, "mem") {
+        let bytes = (mem * 1024.0 * 1024.0) as u64;
+        s.mem_limit_bytes = Some(bytes);
+        s.mem_soft_limit_bytes = Some(bytes);
+    }
+    if let Ok(procs) = cgroup.procs_recursive() {
+        s.processes = Some(procs.len() as u32);
+    }
+    if let Ok(Some(cpu)) = cgroup.cpu_stat() {
+        s.cpus_user_time_secs = Some(cpu.user_usec as f64 / 1e6);
+        s.cpus_system_time_secs = Some(cpu.system_usec as f64 / 1e6);
+        if cpu.nr_periods > 0 {
+            s.cpus_nr_periods = Some(cpu.nr_periods as u32);
+            s.cpus_nr_throttled = Some(cpu.nr_throttled as u32);
+            s.cpus_throttled_time_secs = Some(cpu.throttled_usec as f64 / 1e6);
+        }
+    }
+    if let Ok(Some(current)) = cgroup.memory_current() {
+        s.mem_total_bytes = Some(current);
+    }
+    s
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Small helper to rebuild a `LoadedContainer` after its parts were inspected.
+struct LoadedOwned;
+impl LoadedOwned {
+    fn into(
+        record: ContainerRecord,
+        supervisor: Option<SupervisorRecord>,
+        termination: Option<TerminationRecord>,
+    ) -> holdfast_checkpoint::LoadedContainer {
+        holdfast_checkpoint::LoadedContainer {
+            record,
+            supervisor,
+            termination,
+        }
+    }
+}
