@@ -1,1 +1,158 @@
-//! placeholder
+//! The agent's HTTP surface: `POST /api/v1` in Mesos's JSON, over the containerizer.
+//!
+//! One error type ([`holdfast_api::ApiError`]) becomes a response in one place; the router
+//! is built by [`router`] so tests can drive it without a socket.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use holdfast_api::agent::{self as api, Call, Flag, WaitContainerResponse};
+use holdfast_api::v1::VersionInfo;
+use holdfast_api::ApiError;
+use holdfast_containerizer::{error_chain, ContainerError, Containerizer, LaunchOutcome};
+
+/// Largest request body accepted. Mesos sets none; an unbounded body is a way to exhaust
+/// the agent's memory, and no agent call comes near this.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+pub struct AgentState {
+    /// Set once recovery has finished; until then every call answers 503.
+    containerizer: OnceLock<Containerizer>,
+    flags: Vec<Flag>,
+    version: VersionInfo,
+}
+
+impl AgentState {
+    pub fn new(flags: Vec<Flag>, version: VersionInfo) -> Arc<Self> {
+        Arc::new(AgentState {
+            containerizer: OnceLock::new(),
+            flags,
+            version,
+        })
+    }
+
+    /// Marks recovery as done: the API starts serving.
+    pub fn recovered(&self, containerizer: Containerizer) {
+        let _ = self.containerizer.set(containerizer);
+    }
+}
+
+pub fn router(state: Arc<AgentState>) -> Router {
+    Router::new()
+        .route("/api/v1", axum::routing::any(api_v1))
+        .fallback(|| async { error_response(&ApiError::not_found("404 Not Found.")) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn api_v1(
+    State(state): State<Arc<AgentState>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match handle(&state, method, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn handle(
+    state: &AgentState,
+    method: Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    if method != Method::POST {
+        return Err(ApiError::new(
+            405,
+            format!(
+                "405 Method Not Allowed. Expecting one of {{ 'POST' }}, but received '{method}'."
+            ),
+        ));
+    }
+    holdfast_api::http::check_content_type(header_str(headers, header::CONTENT_TYPE))?;
+    holdfast_api::http::check_accept(header_str(headers, header::ACCEPT))?;
+    let call = api::parse_call(body)?;
+    let Some(c) = state.containerizer.get() else {
+        return Err(ApiError::unavailable("Agent has not finished recovery"));
+    };
+    match call {
+        Call::GetHealth => Ok(json(api::health_response(true))),
+        Call::GetVersion => Ok(json(api::version_response(&state.version))),
+        Call::GetFlags => Ok(json(api::flags_response(&state.flags))),
+        Call::GetContainers(q) => {
+            let list = c.list(q.show_nested, q.show_standalone).await;
+            Ok(json(api::containers_response(&list)))
+        }
+        Call::LaunchContainer(launch) => match c.launch(launch).await.map_err(to_api)? {
+            LaunchOutcome::Launched => Ok(empty(StatusCode::OK)),
+            LaunchOutcome::AlreadyLaunched => Ok(empty(StatusCode::ACCEPTED)),
+        },
+        Call::WaitContainer(id) => {
+            let t = c.wait(&id).await.map_err(to_api)?;
+            Ok(json(api::wait_response(&WaitContainerResponse {
+                exit_status: t.wait_status,
+                message: t.message,
+                ..Default::default()
+            })))
+        }
+        Call::KillContainer(k) => {
+            c.kill(&k.container_id, k.signal).await.map_err(to_api)?;
+            Ok(empty(StatusCode::OK))
+        }
+        Call::RemoveContainer(id) => {
+            c.remove(&id).await.map_err(to_api)?;
+            Ok(empty(StatusCode::OK))
+        }
+    }
+}
+
+fn to_api(e: ContainerError) -> ApiError {
+    let status = match &e {
+        ContainerError::NotFound(_) | ContainerError::KillNotFound(_) => 404,
+        ContainerError::ParentNotFound(_)
+        | ContainerError::ParentNotRunning(_)
+        | ContainerError::Invalid(_)
+        | ContainerError::LaunchFailed(_) => 400,
+        ContainerError::StillRunning(_) | ContainerError::StillLaunching(_) => 409,
+        ContainerError::Internal { .. } => {
+            // Logged once, here, where it is turned into an answer.
+            tracing::error!(error = %error_chain(&e), "agent call failed");
+            500
+        }
+    };
+    ApiError::new(status, error_chain(&e))
+}
+
+fn json(value: serde_json::Value) -> Response {
+    let body = serde_json::to_vec(&value).unwrap_or_default();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+fn empty(status: StatusCode) -> Response {
+    (status, Body::empty()).into_response()
+}
+
+pub fn error_response(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        e.message.clone(),
+    )
+        .into_response()
+}

@@ -76,15 +76,23 @@ impl Children {
     }
 }
 
+/// Prints why the test is skipped, or fails when HOLDFAST_REQUIRE_CGROUP2 is set (CI).
+fn skip(why: &str) {
+    if std::env::var_os("HOLDFAST_REQUIRE_CGROUP2").is_some() {
+        panic!("HOLDFAST_REQUIRE_CGROUP2 is set but this test cannot run: {why}");
+    }
+    eprintln!("{why}");
+}
+
 fn setup() -> Option<(Hierarchy, TestCgroup)> {
     const SKIP: &str = "skipped: needs root and a writable cgroup2 hierarchy";
     // SAFETY: geteuid(2) has no arguments and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("{SKIP}");
+        skip(SKIP);
         return None;
     }
     let Ok(hierarchy) = Hierarchy::detect() else {
-        eprintln!("{SKIP}");
+        skip(SKIP);
         return None;
     };
     let name = format!(
@@ -94,7 +102,7 @@ fn setup() -> Option<(Hierarchy, TestCgroup)> {
     );
     let cgroup = hierarchy.root().child(&name);
     if let Err(err) = cgroup.create() {
-        eprintln!("{SKIP} ({err})");
+        skip(&format!("{SKIP} ({err})"));
         return None;
     }
     Some((

@@ -444,10 +444,9 @@ impl Containerizer {
         let inner = self.inner.clone();
         let cid = id.clone();
         let parent_gone = id.parent.as_deref().is_some_and(|p| {
-            !matches!(
-                self.entries().get(p).map(|e| &e.phase),
-                Some(Phase::Running)
-            )
+            self.entries()
+                .get(p)
+                .is_none_or(|e| e.killed || !matches!(e.phase, Phase::Running))
         });
         let termination = tokio::task::spawn_blocking(move || {
             let exit = inner.launcher.runtime.exit(&cid);
@@ -636,10 +635,16 @@ impl Containerizer {
                 Phase::Launching => return Err(ContainerError::StillLaunching(id.clone())),
                 Phase::Running => {}
             }
+            let supervisor = entry.supervisor;
             if matches!(signal, None | Some(libc::SIGKILL)) {
-                entry.killed = true;
+                // Nested containers die with it; mark them before their monitors fire.
+                for (k, e) in entries.iter_mut() {
+                    if k == id || is_descendant(k, id) {
+                        e.killed = true;
+                    }
+                }
             }
-            entry.supervisor
+            supervisor
         };
         match signal.unwrap_or(libc::SIGKILL) {
             libc::SIGKILL => {

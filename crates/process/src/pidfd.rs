@@ -130,6 +130,8 @@ mod tests {
     }
 
     #[test]
+    // The child is reaped through the pidfd, not through `Child::wait`.
+    #[allow(clippy::zombie_processes)]
     fn pidfd_follows_a_child() {
         let child = std::process::Command::new("sleep")
             .arg("30")

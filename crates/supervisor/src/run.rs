@@ -205,7 +205,9 @@ impl Supervisor {
                 // Grace period over: the whole group, and any stragglers in the cgroup.
                 // SAFETY: signals to our own workload's process group.
                 unsafe { libc::killpg(self.workload, libc::SIGKILL) };
-                kill_leaf_except_self(&spec.leaf_cgroup);
+                if let Some(status) = kill_leaf_except_self(&spec.leaf_cgroup, self.workload) {
+                    break status;
+                }
                 deadline = Some(Instant::now() + Duration::from_secs(3600));
             }
             match self.next_signal(timeout) {
@@ -236,7 +238,7 @@ impl Supervisor {
         };
         // The container ends with its main process, as in Mesos: nothing it left behind
         // may keep running (the agent's destroy will find an empty cgroup).
-        kill_leaf_except_self(&spec.leaf_cgroup);
+        kill_leaf_except_self(&spec.leaf_cgroup, self.workload);
         code
     }
 
@@ -304,12 +306,14 @@ fn block_signals() -> io::Result<OwnedFd> {
 }
 
 /// SIGKILLs every process of the leaf cgroup but this one, and reaps what was ours.
-fn kill_leaf_except_self(leaf: &Path) {
+/// Returns the workload's wait status if it was reaped here.
+fn kill_leaf_except_self(leaf: &Path, workload: i32) -> Option<i32> {
     let me = std::process::id() as i32;
     let procs = leaf.join("cgroup.procs");
+    let mut status = None;
     for _ in 0..200 {
         let Ok(text) = std::fs::read_to_string(&procs) else {
-            return;
+            break;
         };
         let others: Vec<i32> = text
             .lines()
@@ -317,16 +321,17 @@ fn kill_leaf_except_self(leaf: &Path) {
             .filter(|&p| p != me)
             .collect();
         if others.is_empty() {
-            return;
+            break;
         }
         for pid in others {
             // SAFETY: these pids are in our own container's leaf cgroup.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        reap(0);
+        status = status.or(reap(workload));
         std::thread::sleep(Duration::from_millis(2));
-        reap(0);
+        status = status.or(reap(workload));
     }
+    status.or(reap(workload))
 }
 
 struct User {

@@ -1,0 +1,161 @@
+//! `holdfast agent`: recover, then serve the agent API.
+
+use std::path::{Component, Path};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use holdfast_api::agent::Flag;
+use holdfast_api::v1::VersionInfo;
+use holdfast_cgroups::{Hierarchy, Mode};
+use holdfast_containerizer::{Config, Containerizer};
+
+use crate::flags::{AgentFlags, RecoverMode};
+
+pub fn init_logging(level: &str) {
+    let directive = match level.to_ascii_uppercase().as_str() {
+        "ERROR" => "error".to_string(),
+        "WARNING" | "WARN" => "warn".to_string(),
+        "INFO" => "info".to_string(),
+        "DEBUG" => "debug".to_string(),
+        _ => level.to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directive)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+pub fn version_info() -> VersionInfo {
+    VersionInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        build_date: None,
+        build_time: None,
+        build_user: None,
+        git_sha: None,
+        git_tag: None,
+    }
+}
+
+fn check_cgroups_root(root: &Path) -> anyhow::Result<()> {
+    let ok = !root.as_os_str().is_empty()
+        && root.components().all(|c| matches!(c, Component::Normal(_)));
+    if !ok {
+        bail!(
+            "--cgroups_root '{}' must be a relative path below the cgroup2 mount without '..' (e.g. 'holdfast')",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
+    init_logging(&flags.logging_level);
+    check_cgroups_root(&flags.cgroups_root)?;
+    let hierarchy = match &flags.cgroups_hierarchy {
+        Some(p) => Hierarchy::at(p.clone()),
+        None => Hierarchy::detect().context(
+            "no cgroup2 hierarchy found: mount one (e.g. at /sys/fs/cgroup) or pass --cgroups_hierarchy",
+        )?,
+    };
+    if hierarchy.mode() == Mode::Hybrid {
+        let controllers = hierarchy.root().controllers().unwrap_or_default();
+        tracing::warn!(
+            mount = %hierarchy.mount().display(),
+            controllers = %controllers.join(" "),
+            "hybrid cgroup host: containers are tracked and killed through cgroup2, but limits need controllers this cgroup2 mount may not have (see `holdfast doctor`)"
+        );
+    }
+    for dir in [&flags.work_dir, &flags.runtime_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let supervisor_exe =
+        std::env::current_exe().context("cannot find the agent's own executable")?;
+    let cfg = Config {
+        work_dir: flags.work_dir.clone(),
+        runtime_dir: flags.runtime_dir.clone(),
+        hierarchy,
+        cgroups_root: flags.cgroups_root.clone(),
+        destroy_timeout: flags.cgroups_destroy_timeout,
+        grace_period: flags.executor_shutdown_grace_period,
+        strict: flags.strict,
+        supervisor_exe,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(flags, cfg))
+}
+
+async fn serve(flags: AgentFlags, cfg: Config) -> anyhow::Result<ExitCode> {
+    let pairs = flags.to_pairs();
+    let state = holdfast_agent::AgentState::new(
+        pairs
+            .into_iter()
+            .map(|(name, value)| Flag { name, value })
+            .collect(),
+        version_info(),
+    );
+
+    if flags.recover == RecoverMode::Cleanup {
+        let (c, report) = Containerizer::recover(cfg).await?;
+        let n = c.destroy_all().await?;
+        tracing::info!(
+            destroyed = n,
+            ended_before = report.ended,
+            "cleanup finished"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // Listen before recovering, so clients get a 503 instead of a refused connection.
+    let addr = std::net::SocketAddr::new(flags.ip, flags.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let app = holdfast_agent::router(state.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    });
+
+    let (c, report) = Containerizer::recover(cfg).await?;
+    tracing::info!(
+        reattached = report.reattached,
+        ended = report.ended,
+        orphans_destroyed = report.orphans_destroyed.len(),
+        skipped_checkpoints = report.skipped_checkpoints.len(),
+        host_rebooted = report.rebooted,
+        millis = report.duration.as_millis() as u64,
+        "recovery complete; serving on {addr}"
+    );
+    state.recovered(c);
+
+    server
+        .await
+        .context("the HTTP server task failed")?
+        .context("the HTTP server failed")?;
+    tracing::info!("agent stopped; containers keep running and are recovered at the next start");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the agent still stops on SIGTERM's default action.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,172 @@
+//! Command-line flags, Mesos-style: `--name=value` or `--name value`, each also readable
+//! from `HOLDFAST_<NAME>` in the environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RecoverMode {
+    /// Reattach to running containers.
+    Reconnect,
+    /// Destroy everything recovered, then exit.
+    Cleanup,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AgentFlags {
+    /// Where the agent keeps its checkpoints (`meta/`) and sandboxes.
+    #[arg(
+        long = "work_dir",
+        env = "HOLDFAST_WORK_DIR",
+        default_value = "/var/lib/holdfast"
+    )]
+    pub work_dir: PathBuf,
+    /// Volatile per-container files (pids, exit statuses); should vanish at reboot.
+    #[arg(
+        long = "runtime_dir",
+        env = "HOLDFAST_RUNTIME_DIR",
+        default_value = "/run/holdfast"
+    )]
+    pub runtime_dir: PathBuf,
+    /// Address the HTTP API listens on.
+    #[arg(long = "ip", env = "HOLDFAST_IP", default_value = "127.0.0.1")]
+    pub ip: std::net::IpAddr,
+    /// Port the HTTP API listens on.
+    #[arg(long = "port", env = "HOLDFAST_PORT", default_value_t = 5051)]
+    pub port: u16,
+    /// Name of the cgroup, below the cgroup2 mount, that holds every container.
+    #[arg(
+        long = "cgroups_root",
+        env = "HOLDFAST_CGROUPS_ROOT",
+        default_value = "holdfast"
+    )]
+    pub cgroups_root: PathBuf,
+    /// The cgroup2 mount to use; detected from /proc/self/mountinfo when absent.
+    #[arg(long = "cgroups_hierarchy", env = "HOLDFAST_CGROUPS_HIERARCHY")]
+    pub cgroups_hierarchy: Option<PathBuf>,
+    /// How long destroying a container's cgroups may take (e.g. `10secs`).
+    #[arg(long = "cgroups_destroy_timeout", env = "HOLDFAST_CGROUPS_DESTROY_TIMEOUT", default_value = "10secs", value_parser = parse_duration)]
+    pub cgroups_destroy_timeout: Duration,
+    /// Between SIGTERM and SIGKILL when a container is stopped gracefully.
+    #[arg(long = "executor_shutdown_grace_period", env = "HOLDFAST_EXECUTOR_SHUTDOWN_GRACE_PERIOD", default_value = "5secs", value_parser = parse_duration)]
+    pub executor_shutdown_grace_period: Duration,
+    /// Refuse to start when a checkpoint is corrupt (`false`: skip, count and log it).
+    #[arg(long = "strict", env = "HOLDFAST_STRICT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub strict: bool,
+    /// `reconnect` to running containers, or `cleanup`: destroy them all and exit.
+    #[arg(
+        long = "recover",
+        env = "HOLDFAST_RECOVER",
+        value_enum,
+        default_value = "reconnect"
+    )]
+    pub recover: RecoverMode,
+    /// Log level: ERROR, WARNING, INFO or DEBUG (also an env-filter directive).
+    #[arg(
+        long = "logging_level",
+        env = "HOLDFAST_LOGGING_LEVEL",
+        default_value = "INFO"
+    )]
+    pub logging_level: String,
+}
+
+impl AgentFlags {
+    /// The flags as GET_FLAGS reports them.
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        let mut v = vec![
+            (
+                "cgroups_destroy_timeout".into(),
+                format_duration(self.cgroups_destroy_timeout),
+            ),
+            (
+                "cgroups_hierarchy".into(),
+                self.cgroups_hierarchy
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "cgroups_root".into(),
+                self.cgroups_root.display().to_string(),
+            ),
+            (
+                "executor_shutdown_grace_period".into(),
+                format_duration(self.executor_shutdown_grace_period),
+            ),
+            ("ip".into(), self.ip.to_string()),
+            ("logging_level".into(), self.logging_level.clone()),
+            ("port".into(), self.port.to_string()),
+            (
+                "recover".into(),
+                match self.recover {
+                    RecoverMode::Reconnect => "reconnect".into(),
+                    RecoverMode::Cleanup => "cleanup".into(),
+                },
+            ),
+            ("runtime_dir".into(), self.runtime_dir.display().to_string()),
+            ("strict".into(), self.strict.to_string()),
+            ("work_dir".into(), self.work_dir.display().to_string()),
+        ];
+        v.retain(|(_, value)| !value.is_empty());
+        v
+    }
+}
+
+/// Parses a Mesos duration: a number and a unit (`ns`, `us`, `ms`, `secs`, `mins`, `hrs`,
+/// `days`, `weeks`), e.g. `10secs` or `1.5mins`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("'{s}' has no unit: write e.g. '10secs' (units: ns, us, ms, secs, mins, hrs, days, weeks)"))?;
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' does not start with a number"))?;
+    let secs = match unit {
+        "ns" => value / 1e9,
+        "us" => value / 1e6,
+        "ms" => value / 1e3,
+        "secs" => value,
+        "mins" => value * 60.0,
+        "hrs" => value * 3600.0,
+        "days" => value * 86400.0,
+        "weeks" => value * 7.0 * 86400.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{s}' (units: ns, us, ms, secs, mins, hrs, days, weeks)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"))
+}
+
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}secs", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_mesos_form() {
+        assert_eq!(parse_duration("10secs"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5mins"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("10").unwrap_err().contains("no unit"));
+        assert!(parse_duration("10s")
+            .unwrap_err()
+            .contains("unknown unit 's'"));
+        assert!(parse_duration("secs").is_err());
+        assert_eq!(format_duration(Duration::from_secs(5)), "5secs");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+}
