@@ -464,18 +464,19 @@ impl Containerizer {
                     if let Err(e) = other {
                         tracing::warn!(container = %cid, error = %error_chain(&e), "cannot read exit record");
                     }
+                    // Killed by the agent: SIGKILL is the whole story, as in Mesos.
                     let message = if parent_gone {
-                        recovery::MSG_PARENT_ENDED
+                        Some(recovery::MSG_PARENT_ENDED)
                     } else if killed {
-                        "killed by the agent"
+                        None
                     } else {
-                        recovery::MSG_SUPERVISOR_LOST
+                        Some(recovery::MSG_SUPERVISOR_LOST)
                     };
                     TerminationRecord {
                         version: VERSION,
                         wait_status: killed.then_some(libc::SIGKILL),
                         finished_at: now_secs(),
-                        message: Some(message.to_string()),
+                        message: message.map(str::to_string),
                     }
                 }
             };
