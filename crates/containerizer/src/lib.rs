@@ -215,8 +215,7 @@ impl Containerizer {
                 cfg.cgroups_root.display()
             )));
         }
-        let root = cfg
-            .hierarchy
+        cfg.hierarchy
             .create_path(&cfg.cgroups_root, &[])
             .map_err(|e| {
                 io(format!(
@@ -270,7 +269,11 @@ impl Containerizer {
                 runtime.exit(&id).ok().flatten()
             };
             observations.push(Observation {
-                loaded: LoadedOwned::into(lc.record, supervisor, lc.termination),
+                loaded: holdfast_checkpoint::LoadedContainer {
+                    record: lc.record,
+                    supervisor,
+                    termination: lc.termination,
+                },
                 supervisor,
                 supervisor_alive: alive,
                 exit,
@@ -386,7 +389,6 @@ impl Containerizer {
                 }
             }
         }
-        let _ = root;
         meta.save_boot_id(&boot_id)
             .map_err(RecoveryError::Checkpoint)?;
         Ok((report, reattach))
@@ -559,6 +561,7 @@ impl Containerizer {
         let result = tokio::task::spawn_blocking(move || {
             // Checkpoint first: a crash after this point leaves a record that recovery
             // resolves; a crash before it leaves at most a cgroup, which is an orphan.
+            // Validate what the supervisor will get (rlimits) before recording anything.
             inner.launcher.spec(&rec, std::path::Path::new("/"))?;
             inner
                 .meta
@@ -845,20 +848,4 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
-}
-
-/// Small helper to rebuild a `LoadedContainer` after its parts were inspected.
-struct LoadedOwned;
-impl LoadedOwned {
-    fn into(
-        record: ContainerRecord,
-        supervisor: Option<SupervisorRecord>,
-        termination: Option<TerminationRecord>,
-    ) -> holdfast_checkpoint::LoadedContainer {
-        holdfast_checkpoint::LoadedContainer {
-            record,
-            supervisor,
-            termination,
-        }
-    }
 }
