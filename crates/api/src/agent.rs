@@ -142,6 +142,9 @@ pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
             if let Some(cmd) = &launch.command {
                 validate_command(cmd)?;
             }
+            if let Some(info) = &launch.container {
+                validate_rlimits(info)?;
+            }
             Call::LaunchContainer(launch)
         }
         "WAIT_CONTAINER" => {
@@ -242,6 +245,26 @@ fn validate_command(cmd: &CommandInfo) -> Result<(), ApiError> {
                         var.name
                     )));
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_rlimits(info: &ContainerInfo) -> Result<(), ApiError> {
+    for r in info.rlimit_info.iter().flat_map(|i| i.rlimits.iter()) {
+        if crate::v1::rlimit_resource(&r.kind).is_none() {
+            return Err(validation_error(format!(
+                "unknown rlimit type '{}' (expected one of RLMT_AS, RLMT_CORE, ..., RLMT_STACK)",
+                r.kind.escape_default()
+            )));
+        }
+        if let (Some(soft), Some(hard)) = (r.soft, r.hard) {
+            if soft > hard {
+                return Err(validation_error(format!(
+                    "rlimit {}: soft limit {soft} is above hard limit {hard}",
+                    r.kind
+                )));
             }
         }
     }

@@ -561,8 +561,6 @@ impl Containerizer {
         let result = tokio::task::spawn_blocking(move || {
             // Checkpoint first: a crash after this point leaves a record that recovery
             // resolves; a crash before it leaves at most a cgroup, which is an orphan.
-            // Validate what the supervisor will get (rlimits) before recording anything.
-            inner.launcher.spec(&rec, std::path::Path::new("/"))?;
             inner
                 .meta
                 .save_container(&rec)

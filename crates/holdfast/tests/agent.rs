@@ -240,6 +240,27 @@ fn bad_input_gets_a_4xx_and_running_work_is_untouched() {
     let (status, _) = raw_request(agent.port, "GET", "/api/v1", None, "").expect("answer");
     assert_eq!(status, 405);
 
+    // Mesos sets no body limit (20 MiB observed); Holdfast accepts up to 64 MiB and refuses
+    // more with 413 rather than buffering without bound.
+    let pad = "x".repeat(20 << 20);
+    let big = format!(r#"{{"type":"GET_HEALTH","pad":"{pad}"}}"#);
+    assert_eq!(
+        post(agent.port, &big, "application/json")
+            .expect("answer")
+            .0,
+        200
+    );
+    let huge = format!(
+        r#"{{"type":"GET_HEALTH","pad":"{}"}}"#,
+        "x".repeat(65 << 20)
+    );
+    assert_eq!(
+        post(agent.port, &huge, "application/json")
+            .expect("answer")
+            .0,
+        413
+    );
+
     // The failed argv launch left nothing behind: the id is free and unknown.
     assert_eq!(agent.listed(), vec!["busy".to_string()]);
     assert!(!agent.cgroup_root().join("argv").exists());
