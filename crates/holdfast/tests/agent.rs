@@ -119,7 +119,9 @@ fn recovery_destroys_orphans_and_cleans_up_gone_containers() {
 fn truncated_checkpoint_fails_strict_recovery_and_is_skipped_otherwise() {
     let Some(mount) = cgroup2() else { return };
     let mut agent = Agent::start(&mount, &[]);
-    agent.launch("good", "sleep 1000");
+    // `exec`: dash forks for the last command, so a plain `sleep` would join the leaf
+    // after the launch returns and race the snapshot of its processes.
+    agent.launch("good", "exec sleep 1000");
     agent.launch("torn", "sleep 1000");
     let good = agent.leaf_pids("good");
     agent.kill9();
@@ -201,7 +203,7 @@ fn a_finished_container_takes_its_leftovers_with_it() {
 fn bad_input_gets_a_4xx_and_running_work_is_untouched() {
     let Some(mount) = cgroup2() else { return };
     let agent = Agent::start(&mount, &[]);
-    agent.launch("busy", "sleep 1000");
+    agent.launch("busy", "exec sleep 1000");
     let pids = agent.leaf_pids("busy");
     let cases: Vec<(String, u16)> = vec![
         (r#"{"type":"GET_FOO"}"#.into(), 400),
@@ -267,7 +269,8 @@ fn bad_input_gets_a_4xx_and_running_work_is_untouched() {
     assert_eq!(
         agent.leaf_pids("busy"),
         pids,
-        "the running container is untouched"
+        "the running container is untouched: {:?}",
+        agent.leaf_processes("busy")
     );
 }
 
@@ -412,8 +415,8 @@ fn a_host_reboot_ends_every_container() {
 fn recover_cleanup_destroys_everything_and_exits() {
     let Some(mount) = cgroup2() else { return };
     let mut agent = Agent::start(&mount, &[]);
-    agent.launch("a", "sleep 1000");
-    agent.launch("b", "sleep 1000");
+    agent.launch("a", "exec sleep 1000");
+    agent.launch("b", "exec sleep 1000");
     let pids = [agent.leaf_pids("a"), agent.leaf_pids("b")].concat();
     agent.kill9();
     let out = agent.run_to_exit(&["--recover=cleanup"]);

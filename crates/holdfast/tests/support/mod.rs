@@ -204,6 +204,18 @@ impl Agent {
             .filter_map(|l| l.parse().ok())
             .collect()
     }
+
+    /// The leaf's processes with their command lines, for failure messages.
+    pub fn leaf_processes(&self, id: &str) -> Vec<String> {
+        self.leaf_pids(id)
+            .into_iter()
+            .map(|pid| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                format!("{pid}: {}", cmd.trim_end())
+            })
+            .collect()
+    }
 }
 
 impl Drop for Agent {
