@@ -13,7 +13,7 @@ use holdfast_api::v1::{rlimit_resource, scalar_sum, ContainerId};
 use holdfast_cgroups::{Cgroup, Hierarchy};
 use holdfast_checkpoint::{ContainerRecord, RuntimeStore, SupervisorRecord};
 use holdfast_process::{spawn, PidFd, SpawnRequest};
-use holdfast_supervisor::{RlimitSpec, SupervisorSpec, READY_FD, SPEC_VERSION};
+use holdfast_supervisor::{RlimitSpec, SupervisorSpec, UserSpec, READY_FD, SPEC_VERSION};
 
 use crate::layout;
 use crate::ContainerError;
@@ -35,6 +35,8 @@ pub struct Launcher {
     pub runtime: RuntimeStore,
     pub supervisor_exe: PathBuf,
     pub grace_period: Duration,
+    /// See [`crate::Config::workload_nofile`].
+    pub workload_nofile: Option<(u64, u64)>,
 }
 
 impl Launcher {
@@ -104,6 +106,17 @@ impl Launcher {
                 hard: r.hard,
             });
         }
+        let nofile = libc::RLIMIT_NOFILE as i32;
+        if let Some((soft, hard)) = self.workload_nofile {
+            if !rlimits.iter().any(|r| r.resource == nofile) {
+                let finite = |v: u64| (v != libc::RLIM_INFINITY).then_some(v);
+                rlimits.push(RlimitSpec {
+                    resource: nofile,
+                    soft: finite(soft),
+                    hard: finite(hard),
+                });
+            }
+        }
         Ok(SupervisorSpec {
             version: SPEC_VERSION,
             container_id: record.container_id.to_string(),
@@ -112,7 +125,7 @@ impl Launcher {
             program,
             argv,
             env,
-            user: cmd.user.clone(),
+            user: cmd.user.as_deref().map(resolve_user).transpose()?,
             rlimits,
             grace_period_secs: self.grace_period.as_secs_f64(),
         })
@@ -185,7 +198,6 @@ impl Launcher {
         let exe = cstring(self.supervisor_exe.as_os_str().as_bytes())?;
         let argv = [
             c"holdfast-supervisor".to_owned(),
-            c"__supervise".to_owned(),
             cstring(dir.as_os_str().as_bytes())?,
         ];
         let envp = [c"PATH=/usr/sbin:/usr/bin:/sbin:/bin".to_owned()];
@@ -289,4 +301,15 @@ fn reap_soon(pidfd: &PidFd) {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Resolves the launch's user here, in the agent: the supervisor gets plain ids.
+fn resolve_user(name: &str) -> Result<UserSpec, ContainerError> {
+    let user = holdfast_process::lookup_user(name).map_err(ContainerError::LaunchFailed)?;
+    Ok(UserSpec {
+        name: name.to_string(),
+        uid: user.uid,
+        gid: user.gid,
+        groups: user.groups,
+    })
 }

@@ -92,8 +92,11 @@ pub struct Config {
     pub destroy_timeout: Duration,
     pub grace_period: Duration,
     pub strict: bool,
-    /// The binary that runs `__supervise` (normally the agent's own executable).
+    /// The `holdfast-supervisor` binary each container runs under.
     pub supervisor_exe: PathBuf,
+    /// `RLIMIT_NOFILE` (soft, hard) of workloads that set none: the host's default, since
+    /// the agent raises its own.
+    pub workload_nofile: Option<(u64, u64)>,
 }
 
 /// What recovery did, for the log and the metrics.
@@ -170,6 +173,7 @@ impl Containerizer {
             runtime: runtime.clone(),
             supervisor_exe: cfg.supervisor_exe.clone(),
             grace_period: cfg.grace_period,
+            workload_nofile: cfg.workload_nofile,
         };
         let inner = Arc::new(Inner {
             cfg: cfg.clone(),

@@ -1,6 +1,7 @@
 //! `holdfast agent`: recover, then serve the agent API.
 
-use std::path::{Component, Path};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -71,8 +72,8 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     for dir in [&flags.work_dir, &flags.runtime_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let supervisor_exe =
-        std::env::current_exe().context("cannot find the agent's own executable")?;
+    let supervisor_exe = supervisor_exe(flags.launcher_dir.as_deref())?;
+    let workload_nofile = reserve_descriptors();
     let cfg = Config {
         work_dir: flags.work_dir.clone(),
         runtime_dir: flags.runtime_dir.clone(),
@@ -82,6 +83,7 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         grace_period: flags.executor_shutdown_grace_period,
         strict: flags.strict,
         supervisor_exe,
+        workload_nofile,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -90,6 +92,60 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(flags, cfg))
 }
+
+/// Raises the agent's descriptor limit (it holds one pidfd per container) and sizes its
+/// descriptor table while it is still single-threaded. Returns the limit workloads get
+/// unless they ask for one: the agent's own limit as it was started.
+fn reserve_descriptors() -> Option<(u64, u64)> {
+    let original = match holdfast_process::fds::raise_nofile_limit() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE; the number of containers is bounded by the current limit");
+            return None;
+        }
+    };
+    let mut now = original;
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) } == 0 {
+        let table = now.rlim_cur.min(FD_TABLE_RESERVE as u64) as i32;
+        if let Err(e) = holdfast_process::fds::reserve_fd_table(table) {
+            tracing::debug!(error = %e, "cannot presize the descriptor table");
+        }
+    }
+    Some((original.rlim_cur, original.rlim_max))
+}
+
+/// Descriptors the agent's table is sized for at start: room for a few thousand containers
+/// without the stall of growing the table in a multithreaded process.
+const FD_TABLE_RESERVE: i32 = 4096;
+
+/// The supervisor binary: in `--launcher_dir`, or beside the agent's own executable.
+fn supervisor_exe(launcher_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let dir = match launcher_dir {
+        Some(dir) => dir.to_path_buf(),
+        None => std::env::current_exe()
+            .context("cannot find the agent's own executable")?
+            .parent()
+            .map(Path::to_path_buf)
+            .context("the agent's executable has no directory")?,
+    };
+    let exe = dir.join(SUPERVISOR_BIN);
+    let meta = std::fs::metadata(&exe).with_context(|| {
+        format!(
+            "cannot find {SUPERVISOR_BIN} at {}: install it beside holdfast or point --launcher_dir at its directory",
+            exe.display()
+        )
+    })?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        bail!(
+            "{} is not an executable file: reinstall {SUPERVISOR_BIN} or fix --launcher_dir",
+            exe.display()
+        );
+    }
+    Ok(exe)
+}
+
+const SUPERVISOR_BIN: &str = "holdfast-supervisor";
 
 async fn serve(flags: AgentFlags, cfg: Config) -> anyhow::Result<ExitCode> {
     let pairs = flags.to_pairs();

@@ -63,6 +63,9 @@ pub struct AgentFlags {
         default_value = "reconnect"
     )]
     pub recover: RecoverMode,
+    /// Directory holding `holdfast-supervisor`; by default the one `holdfast` runs from.
+    #[arg(long = "launcher_dir", env = "HOLDFAST_LAUNCHER_DIR")]
+    pub launcher_dir: Option<PathBuf>,
     /// Log level: ERROR, WARNING, INFO or DEBUG (also an env-filter directive).
     #[arg(
         long = "logging_level",
@@ -96,6 +99,13 @@ impl AgentFlags {
                 format_duration(self.executor_shutdown_grace_period),
             ),
             ("ip".into(), self.ip.to_string()),
+            (
+                "launcher_dir".into(),
+                self.launcher_dir
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
             ("logging_level".into(), self.logging_level.clone()),
             ("port".into(), self.port.to_string()),
             (

@@ -1,5 +1,5 @@
-//! `holdfast`: one binary for every role. The hidden supervisor mode is entered before
-//! anything else happens (no runtime, no logging setup), which keeps supervisors small.
+//! `holdfast`: the agent and its tools. Each container's supervisor is a separate, small
+//! binary (`holdfast-supervisor`, in `src/bin`).
 
 mod agent;
 mod doctor;
@@ -29,15 +29,6 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let mut args = std::env::args_os();
-    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new("__supervise")) {
-        let Some(dir) = args.next() else {
-            eprintln!("usage: holdfast __supervise <runtime dir>");
-            return std::process::ExitCode::from(2);
-        };
-        let code = holdfast_supervisor::run::main(std::path::Path::new(&dir));
-        return std::process::ExitCode::from(code.clamp(0, 255) as u8);
-    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Agent(f) => agent::run(f),

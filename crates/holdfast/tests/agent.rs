@@ -430,3 +430,49 @@ fn recover_cleanup_destroys_everything_and_exits() {
     });
     assert!(!agent.cgroup_root().join("a").exists() && !agent.cgroup_root().join("b").exists());
 }
+
+#[test]
+fn the_agent_raises_its_descriptor_limit_but_workloads_keep_the_default() {
+    let Some(mount) = cgroup2() else { return };
+    // The agent inherits this process's limits: a soft limit of 1000, well below the hard
+    // one, as systemd gives services (1024).
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on this test process, which runs this test alone.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = 1000.min(lim.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    let agent = Agent::start(&mount, &[]);
+    let pid = agent.child.as_ref().expect("running").id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("nofile line");
+    let hard = lim.rlim_max.to_string();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        &fields[3..5],
+        &[hard.as_str(), hard.as_str()],
+        "agent raised to hard: {line}"
+    );
+
+    agent.launch("plain", "ulimit -n; ulimit -Hn");
+    assert_eq!(agent.wait(cid("plain"))["wait_container"]["exit_status"], 0);
+    let out =
+        std::fs::read_to_string(agent.work_dir().join("containers/plain/stdout")).expect("stdout");
+    let want_hard = if lim.rlim_max == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        hard.clone()
+    };
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![lim.rlim_cur.to_string(), want_hard],
+        "the workload gets the limit the agent was started with"
+    );
+}

@@ -8,7 +8,7 @@
 //!
 //! Protocol with the agent (all versioned, see [`spec`]):
 //! 1. the agent writes `spec.json` into the container's runtime dir and starts
-//!    `holdfast __supervise <runtime dir>` with fd 3 the write end of a pipe;
+//!    `holdfast-supervisor <runtime dir>` with fd 3 the write end of a pipe;
 //! 2. the supervisor starts the workload, writes `supervisor.json` (its own and the
 //!    workload's pid and start time), then writes `ok` or `error: <reason>` to fd 3;
 //! 3. when the workload ends it writes `exit.json`, kills what is left in its leaf cgroup
@@ -20,4 +20,4 @@
 pub mod run;
 pub mod spec;
 
-pub use spec::{RlimitSpec, SupervisorSpec, READY_FD, SPEC_VERSION};
+pub use spec::{RlimitSpec, SupervisorSpec, UserSpec, READY_FD, SPEC_VERSION};

@@ -1,6 +1,5 @@
 //! The supervisor's main loop.
 
-use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -105,7 +104,7 @@ impl Supervisor {
             libc::prctl(libc::PR_SET_NAME, c"holdfast-sup".as_ptr(), 0, 0, 0);
         }
         let signals = block_signals().map_err(|e| format!("cannot set up signalfd: {e}"))?;
-        let user = spec.user.as_deref().map(resolve_user).transpose()?;
+        let user = spec.user.clone();
         let open_log = |name: &str| -> Result<File, String> {
             let path = spec.sandbox.join(name);
             let f = OpenOptions::new()
@@ -332,52 +331,6 @@ fn kill_leaf_except_self(leaf: &Path, workload: i32) -> Option<i32> {
         status = status.or(reap(workload));
     }
     status.or(reap(workload))
-}
-
-struct User {
-    uid: libc::uid_t,
-    gid: libc::gid_t,
-    groups: Vec<libc::gid_t>,
-}
-
-/// Looks up a user by name or numeric uid, with its supplementary groups.
-fn resolve_user(name: &str) -> Result<User, String> {
-    let cname = CString::new(name).map_err(|_| format!("user '{name}' contains NUL"))?;
-    let mut buf = vec![0 as libc::c_char; 16384];
-    // SAFETY: passwd is plain data; zeroed is valid.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: valid buffers for the reentrant lookup.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        if let Ok(uid) = name.parse::<libc::uid_t>() {
-            // A numeric uid without a passwd entry: run with gid = uid and no extra groups.
-            return Ok(User {
-                uid,
-                gid: uid,
-                groups: vec![uid],
-            });
-        }
-        return Err(format!("user '{name}' does not exist on this host"));
-    }
-    let (uid, gid) = (pwd.pw_uid, pwd.pw_gid);
-    let mut groups = vec![0 as libc::gid_t; 256];
-    let mut n = groups.len() as libc::c_int;
-    // SAFETY: pw_name points into buf, valid for this call; groups has room for n entries.
-    let rc = unsafe { libc::getgrouplist(pwd.pw_name, gid, groups.as_mut_ptr(), &mut n) };
-    if rc < 0 {
-        return Err(format!("user '{name}' is in more than 256 groups"));
-    }
-    groups.truncate(n.max(0) as usize);
-    Ok(User { uid, gid, groups })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

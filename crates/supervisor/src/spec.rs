@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub const SPEC_VERSION: u32 = 1;
+pub const SPEC_VERSION: u32 = 2;
 
 /// The fd on which the supervisor reports that the workload started (or why not).
 pub const READY_FD: i32 = 3;
@@ -24,11 +24,22 @@ pub struct SupervisorSpec {
     pub argv: Vec<String>,
     /// The workload's complete environment.
     pub env: Vec<(String, String)>,
-    /// Run as this user (name or numeric uid) with its groups; `None` keeps the agent's.
-    pub user: Option<String>,
+    /// Run as this user, resolved by the agent; `None` keeps the agent's.
+    pub user: Option<UserSpec>,
     pub rlimits: Vec<RlimitSpec>,
     /// Between SIGTERM and SIGKILL on a graceful stop.
     pub grace_period_secs: f64,
+}
+
+/// A user as ids, so that the supervisor needs no user database (NSS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSpec {
+    /// As the launch named it; for messages.
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups, the primary group included.
+    pub groups: Vec<u32>,
 }
 
 /// One rlimit; `None` means unlimited.
