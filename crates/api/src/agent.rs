@@ -1,12 +1,14 @@
 //! The agent's operator API (`POST /api/v1`, `mesos/v1/agent/agent.proto`): calls in,
 //! responses out.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::v1::{
-    CommandInfo, ContainerId, ContainerInfo, ContainerStatus, Resource, ResourceStatistics,
-    VersionInfo,
+    CommandInfo, ContainerId, ContainerInfo, ContainerStatus, Resource, ResourceStatistics, Scalar,
+    TaskResourceLimitation, VersionInfo,
 };
 use crate::ApiError;
 
@@ -80,6 +82,10 @@ pub struct LaunchContainer {
     pub resources: Vec<Resource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerInfo>,
+    /// Limits above the requests in `resources`, by resource name (`cpus`, `mem`); an
+    /// infinite value means unlimited.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, Scalar>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -296,6 +302,8 @@ pub struct WaitContainerResponse {
     pub state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limitation: Option<TaskResourceLimitation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

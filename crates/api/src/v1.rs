@@ -167,7 +167,49 @@ pub enum ValueType {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Scalar {
+    /// Protobuf's JSON mapping writes infinities as `"Infinity"` / `"-Infinity"`; Mesos
+    /// uses an infinite limit to mean "unlimited".
+    #[serde(with = "json_double")]
     pub value: f64,
+}
+
+/// A protobuf `double` in JSON: a number, or one of the strings `"Infinity"`,
+/// `"-Infinity"`, `"NaN"` (and numbers written as strings, which protobuf also accepts).
+mod json_double {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if v.is_infinite() {
+            s.serialize_str(if *v > 0.0 { "Infinity" } else { "-Infinity" })
+        } else {
+            s.serialize_f64(*v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Number(f64),
+            Text(String),
+        }
+        let text = match Repr::deserialize(d)? {
+            Repr::Number(v) => return Ok(v),
+            Repr::Text(t) => t,
+        };
+        match text.as_str() {
+            "Infinity" => Ok(f64::INFINITY),
+            "-Infinity" => Ok(f64::NEG_INFINITY),
+            "NaN" => Ok(f64::NAN),
+            t => t.trim().parse().map_err(|_| {
+                de::Error::custom(format!(
+                    "'{t}' is not a number (write a number, \"Infinity\" or \"-Infinity\")"
+                ))
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -259,6 +301,8 @@ pub struct ResourceStatistics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus_user_time_secs: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus_system_time_secs: Option<f64>,
@@ -275,11 +319,36 @@ pub struct ResourceStatistics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem_total_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_total_memsw_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_kmem_usage_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_kmem_tcp_usage_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem_limit_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem_soft_limit_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_file_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_anon_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_cache_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem_rss_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_mapped_file_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_swap_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_unevictable_bytes: Option<u64>,
+}
+
+/// Which resources a container exceeded (Mesos `TaskResourceLimitation`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskResourceLimitation {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<Resource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -307,6 +376,21 @@ pub struct VersionInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scalars_take_protobuf_json_doubles() {
+        let parse = |s: &str| serde_json::from_str::<Scalar>(s).map(|v| v.value);
+        assert_eq!(parse(r#"{"value": 0.5}"#).ok(), Some(0.5));
+        assert_eq!(parse(r#"{"value": "Infinity"}"#).ok(), Some(f64::INFINITY));
+        assert_eq!(parse(r#"{"value": "2.5"}"#).ok(), Some(2.5));
+        let e = parse(r#"{"value": "lots"}"#).unwrap_err().to_string();
+        assert!(e.contains("'lots' is not a number"), "{e}");
+        let out = serde_json::to_string(&Scalar {
+            value: f64::INFINITY,
+        })
+        .expect("serialize");
+        assert_eq!(out, r#"{"value":"Infinity"}"#);
+    }
 
     #[test]
     fn id_path_roundtrip() {

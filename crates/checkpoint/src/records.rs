@@ -1,9 +1,10 @@
 //! The checkpointed records. Each is versioned from its first release; a reader refuses a
 //! version it does not know rather than guessing.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use holdfast_api::v1::{CommandInfo, ContainerId, ContainerInfo, Resource};
+use holdfast_api::v1::{CommandInfo, ContainerId, ContainerInfo, Resource, Scalar};
 use serde::{Deserialize, Serialize};
 
 pub const VERSION: u32 = 1;
@@ -19,6 +20,9 @@ pub struct ContainerRecord {
     pub resources: Vec<Resource>,
     #[serde(default)]
     pub container: Option<ContainerInfo>,
+    /// LAUNCH_CONTAINER's `limits` (absent in records written before limits existed).
+    #[serde(default)]
+    pub limits: BTreeMap<String, Scalar>,
     pub sandbox: PathBuf,
     /// Seconds since the epoch.
     pub launched_at: f64,
@@ -56,6 +60,13 @@ pub struct TerminationRecord {
     pub finished_at: f64,
     #[serde(default)]
     pub message: Option<String>,
+    /// Mesos `TaskStatus.Reason` name when a limit ended the container, e.g.
+    /// `REASON_CONTAINER_LIMITATION_MEMORY`.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The limited resources, for WAIT_CONTAINER's `limitation`.
+    #[serde(default)]
+    pub limitation: Vec<Resource>,
 }
 
 /// Seconds since the epoch, as Mesos's float timestamps.

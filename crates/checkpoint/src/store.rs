@@ -340,6 +340,7 @@ mod tests {
             command: None,
             resources: Vec::new(),
             container: None,
+            limits: Default::default(),
             sandbox: PathBuf::from("/tmp/sandbox"),
             launched_at: now_secs(),
         }
@@ -370,6 +371,8 @@ mod tests {
             wait_status: Some(1792),
             finished_at: 1.0,
             message: None,
+            reason: None,
+            limitation: Vec::new(),
         };
         store.save_termination(&child, &term).expect("save term");
 

@@ -465,6 +465,8 @@ impl Containerizer {
                     wait_status: Some(exit.wait_status),
                     finished_at: exit.exited_at,
                     message: None,
+                    reason: None,
+                    limitation: Vec::new(),
                 },
                 other => {
                     if let Err(e) = other {
@@ -483,6 +485,8 @@ impl Containerizer {
                         wait_status: killed.then_some(libc::SIGKILL),
                         finished_at: now_secs(),
                         message: message.map(str::to_string),
+                        reason: None,
+                        limitation: Vec::new(),
                     }
                 }
             };
@@ -540,6 +544,7 @@ impl Containerizer {
             command: req.command,
             resources: req.resources,
             container: req.container,
+            limits: req.limits,
             sandbox,
             launched_at: now_secs(),
         };

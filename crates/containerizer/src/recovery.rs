@@ -84,6 +84,8 @@ pub fn plan(
         wait_status,
         finished_at: now,
         message: Some(message.to_string()),
+        reason: None,
+        limitation: Vec::new(),
     };
 
     for obs in observations {
@@ -112,6 +114,8 @@ pub fn plan(
                     wait_status: Some(exit.wait_status),
                     finished_at: exit.exited_at,
                     message: None,
+                    reason: None,
+                    limitation: Vec::new(),
                 },
                 already_recorded: false,
             }
@@ -176,6 +180,7 @@ mod tests {
                     command: None,
                     resources: vec![],
                     container: None,
+                    limits: Default::default(),
                     sandbox: PathBuf::from("/s"),
                     launched_at: 1.0,
                 },
@@ -238,6 +243,8 @@ mod tests {
             wait_status: Some(9),
             finished_at: 2.0,
             message: None,
+            reason: None,
+            limitation: Vec::new(),
         });
         let cgroups = vec![a.clone(), e.clone(), l.clone(), r.clone()];
         let p = plan(
