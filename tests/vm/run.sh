@@ -248,9 +248,12 @@ MODDIR=/lib/modules/$KVER
 [ -L /lib ] && MODDIR=/usr/lib/modules/$KVER
 mkdir -p "$L$MODDIR"
 # The source tree is visible through the host root unless it lives under /tmp, which the
-# guest replaces with its own; then it gets its own read-only export.
+# guest replaces with its own; then its parent gets a read-only export, so that what lies
+# beside the tree (the shared fixtures in ../shared) is visible too.
 SRCDIR=
-case $SRC/ in /tmp/* | /run/* | /dev/shm/*) SRCDIR=$SRC ;; esac
+case $SRC/ in /tmp/* | /run/* | /dev/shm/*) SRCDIR=$(dirname "$SRC") ;; esac
+# ... but never all of /tmp, which must stay the guest's own and writable.
+case $SRCDIR in /tmp | /run | /dev/shm) SRCDIR=$SRC ;; esac
 printf 'MODULES=%q\nMODDIR=%q\nSRCDIR=%q\n' "$CACHE/kernel/lib/modules/$KVER" "$MODDIR" "$SRCDIR" >"$JOB/conf"
 
 {

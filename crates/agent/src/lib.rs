@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use holdfast_api::agent::{self as api, Call, Flag, WaitContainerResponse};
-use holdfast_api::v1::VersionInfo;
+use holdfast_api::v1::{TaskResourceLimitation, VersionInfo};
 use holdfast_api::ApiError;
 use holdfast_containerizer::{error_chain, ContainerError, Containerizer, LaunchOutcome};
 
@@ -99,10 +99,16 @@ async fn handle(
         },
         Call::WaitContainer(id) => {
             let t = c.wait(&id).await.map_err(to_api)?;
+            // As Mesos: state, reason and limitation only when a limit ended it.
+            let limited = t.reason.is_some();
             Ok(json(api::wait_response(&WaitContainerResponse {
                 exit_status: t.wait_status,
+                state: limited.then(|| "TASK_FAILED".to_string()),
+                reason: t.reason,
+                limitation: limited.then_some(TaskResourceLimitation {
+                    resources: t.limitation,
+                }),
                 message: t.message,
-                ..Default::default()
             })))
         }
         Call::KillContainer(k) => {

@@ -356,6 +356,11 @@ pub struct ContainerStatus {
     pub container_id: ContainerId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor_pid: Option<u32>,
+    /// Holdfast extension: each limit the launch asked for that is not enforced (its
+    /// controller is missing on the host or not in `--isolation`), in words. Absent when
+    /// every limit is enforced; Mesos clients ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unenforced_limits: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

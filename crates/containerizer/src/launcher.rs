@@ -15,8 +15,10 @@ use holdfast_checkpoint::{ContainerRecord, RuntimeStore, SupervisorRecord};
 use holdfast_process::{spawn, PidFd, SpawnRequest};
 use holdfast_supervisor::{RlimitSpec, SupervisorSpec, UserSpec, READY_FD, SPEC_VERSION};
 
+use holdfast_isolation::{ContainerLimits, Controllers};
+
 use crate::layout;
-use crate::ContainerError;
+use crate::{isolate, ContainerError};
 
 /// Default `PATH` of a workload whose environment sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -27,6 +29,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Launched {
     pub supervisor: SupervisorRecord,
     pub pidfd: PidFd,
+    /// Asked-for limits that are not enforced, in words.
+    pub unenforced: Vec<String>,
 }
 
 pub struct Launcher {
@@ -37,6 +41,8 @@ pub struct Launcher {
     pub grace_period: Duration,
     /// See [`crate::Config::workload_nofile`].
     pub workload_nofile: Option<(u64, u64)>,
+    /// See [`crate::Config::isolation`].
+    pub isolation: Controllers,
 }
 
 impl Launcher {
@@ -133,18 +139,23 @@ impl Launcher {
 
     /// Creates the container's cgroups and sandbox and starts its supervisor. On error
     /// nothing of the container is left running.
-    pub fn launch(&self, record: &ContainerRecord) -> Result<Launched, ContainerError> {
+    pub fn launch(
+        &self,
+        record: &ContainerRecord,
+        limits: &ContainerLimits,
+    ) -> Result<Launched, ContainerError> {
         let id = &record.container_id;
         let cgroup_rel = layout::cgroup_path(&self.cgroups_root, id);
-        let cgroup = self
-            .hierarchy
-            .create_path(&cgroup_rel, &[])
-            .map_err(|e| ContainerError::internal(format!("cannot create cgroup for '{id}'"), e))?;
+        let (cgroup, unenforced) =
+            isolate::create_limited(&self.hierarchy, &cgroup_rel, limits, &self.isolation)?;
         let leaf = cgroup.child(layout::LEAF);
         leaf.create().map_err(|e| {
             ContainerError::internal(format!("cannot create leaf cgroup for '{id}'"), e)
         })?;
-        let result = self.start_supervisor(record, &leaf);
+        let result = self.start_supervisor(record, &leaf).map(|mut l| {
+            l.unenforced = unenforced;
+            l
+        });
         if result.is_err() {
             // Best effort: the error being returned is the one worth reporting.
             let _ = cgroup.destroy(Duration::from_secs(5));
@@ -251,6 +262,7 @@ impl Launcher {
         Ok(Launched {
             supervisor,
             pidfd: spawned.pidfd,
+            unenforced: Vec::new(),
         })
     }
 }

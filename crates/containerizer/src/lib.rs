@@ -7,6 +7,7 @@
 //! Modules: [`layout`] (paths, pure), [`recovery`] (the recovery plan, pure), [`launcher`]
 //! (cgroups, supervisor spawn; Linux).
 
+pub mod isolate;
 pub mod launcher;
 pub mod layout;
 pub mod recovery;
@@ -17,12 +18,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use holdfast_api::agent::{ContainerEntry, LaunchContainer};
-use holdfast_api::v1::{scalar_sum, ContainerId, ContainerStatus, ResourceStatistics};
-use holdfast_cgroups::{Cgroup, Hierarchy};
+use holdfast_api::v1::{ContainerId, ContainerStatus};
+use holdfast_cgroups::Hierarchy;
 use holdfast_checkpoint::records::{now_secs, VERSION};
 use holdfast_checkpoint::{
     CheckpointError, ContainerRecord, MetaStore, RuntimeStore, SupervisorRecord, TerminationRecord,
 };
+use holdfast_isolation::{statistics, ContainerLimits, Controllers, Settings as LimitSettings};
 use holdfast_process::{PidFd, ProcessIdentity};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
@@ -97,6 +99,10 @@ pub struct Config {
     /// `RLIMIT_NOFILE` (soft, hard) of workloads that set none: the host's default, since
     /// the agent raises its own.
     pub workload_nofile: Option<(u64, u64)>,
+    /// Controllers `--isolation` enables.
+    pub isolation: Controllers,
+    /// How resources turn into limits (the `--cgroups_*` flags).
+    pub limit_settings: LimitSettings,
 }
 
 /// What recovery did, for the log and the metrics.
@@ -119,6 +125,10 @@ enum Phase {
 
 struct Entry {
     record: ContainerRecord,
+    /// What the record's resources and limits mean under the current flags.
+    limits: ContainerLimits,
+    /// Asked-for limits that are not enforced, in words (GET_CONTAINERS shows them).
+    unenforced: Vec<String>,
     phase: Phase,
     supervisor: Option<SupervisorRecord>,
     /// The agent killed it: a missing exit record then means SIGKILL.
@@ -174,6 +184,7 @@ impl Containerizer {
             supervisor_exe: cfg.supervisor_exe.clone(),
             grace_period: cfg.grace_period,
             workload_nofile: cfg.workload_nofile,
+            isolation: cfg.isolation.clone(),
         };
         let inner = Arc::new(Inner {
             cfg: cfg.clone(),
@@ -272,6 +283,11 @@ impl Containerizer {
             } else {
                 runtime.exit(&id).ok().flatten()
             };
+            let limitation = if alive || rebooted || lc.termination.is_some() {
+                None
+            } else {
+                isolate::memory_limitation(&self.inner.launcher.cgroup(&id))
+            };
             observations.push(Observation {
                 loaded: holdfast_checkpoint::LoadedContainer {
                     record: lc.record,
@@ -281,6 +297,7 @@ impl Containerizer {
                 supervisor,
                 supervisor_alive: alive,
                 exit,
+                limitation,
             });
         }
 
@@ -344,10 +361,13 @@ impl Containerizer {
                 Phase::Ended(t) => watch::channel(Some(t.clone())).0,
                 _ => watch::channel(None).0,
             };
+            let limits = recovered_limits(cfg, &obs.loaded.record);
             entries.insert(
                 id,
                 Entry {
                     record: obs.loaded.record,
+                    limits,
+                    unenforced: Vec::new(),
                     phase,
                     supervisor,
                     killed: false,
@@ -456,6 +476,7 @@ impl Containerizer {
         });
         let termination = tokio::task::spawn_blocking(move || {
             let exit = inner.launcher.runtime.exit(&cid);
+            let limitation = isolate::memory_limitation(&inner.launcher.cgroup(&cid));
             if let Err(e) = inner.launcher.cgroup(&cid).destroy(inner.cfg.destroy_timeout) {
                 tracing::warn!(container = %cid, error = %error_chain(&e), "cannot destroy container cgroup");
             }
@@ -490,6 +511,7 @@ impl Containerizer {
                     }
                 }
             };
+            let termination = with_limitation(termination, limitation);
             if let Err(e) = inner.meta.save_termination(&cid, &termination) {
                 tracing::error!(container = %cid, error = %error_chain(&e), "cannot checkpoint termination");
             }
@@ -538,6 +560,13 @@ impl Containerizer {
         ) {
             self.remove(&id).await?;
         }
+        // Nested containers share their parent's cgroup limits.
+        let limits = if id.is_nested() {
+            ContainerLimits::default()
+        } else {
+            ContainerLimits::compute(&req.resources, &req.limits, &self.inner.cfg.limit_settings)
+                .map_err(|e| ContainerError::Invalid(e.to_string()))?
+        };
         let record = ContainerRecord {
             version: VERSION,
             container_id: id.clone(),
@@ -558,6 +587,8 @@ impl Containerizer {
                 id.clone(),
                 Entry {
                     record: record.clone(),
+                    limits: limits.clone(),
+                    unenforced: Vec::new(),
                     phase: Phase::Launching,
                     supervisor: None,
                     killed: false,
@@ -574,7 +605,7 @@ impl Containerizer {
                 .meta
                 .save_container(&rec)
                 .map_err(|e| ContainerError::internal("cannot checkpoint the container", e))?;
-            let launched = inner.launcher.launch(&rec);
+            let launched = inner.launcher.launch(&rec, &limits);
             match launched {
                 Ok(l) => inner
                     .meta
@@ -598,7 +629,11 @@ impl Containerizer {
                     if let Some(e) = entries.get_mut(&id) {
                         e.phase = Phase::Running;
                         e.supervisor = Some(launched.supervisor);
+                        e.unenforced = launched.unenforced.clone();
                     }
+                }
+                if !launched.unenforced.is_empty() {
+                    tracing::warn!(container = %id, unenforced = %launched.unenforced.join("; "), "container runs without some of the limits it asked for");
                 }
                 tracing::info!(container = %id, supervisor = launched.supervisor.pid, pid = launched.supervisor.workload_pid, "container launched");
                 self.watch(id, launched.pidfd);
@@ -737,7 +772,13 @@ impl Containerizer {
     /// GET_CONTAINERS: running containers with their statistics. Every container is
     /// standalone until executors exist, so `show_standalone` decides whether any shows.
     pub async fn list(&self, show_nested: bool, show_standalone: bool) -> Vec<ContainerEntry> {
-        let running: Vec<(ContainerId, ContainerRecord, Option<SupervisorRecord>)> = {
+        type Listed = (
+            ContainerId,
+            ContainerLimits,
+            Vec<String>,
+            Option<SupervisorRecord>,
+        );
+        let running: Vec<Listed> = {
             let entries = self.entries();
             let mut v: Vec<_> = entries
                 .iter()
@@ -746,7 +787,14 @@ impl Containerizer {
                         && show_standalone
                         && (show_nested || !id.is_nested())
                 })
-                .map(|(id, e)| (id.clone(), e.record.clone(), e.supervisor))
+                .map(|(id, e)| {
+                    (
+                        id.clone(),
+                        e.limits.clone(),
+                        e.unenforced.clone(),
+                        e.supervisor,
+                    )
+                })
                 .collect();
             v.sort_by(|a, b| a.0.cmp(&b.0));
             v
@@ -755,14 +803,15 @@ impl Containerizer {
         tokio::task::spawn_blocking(move || {
             running
                 .into_iter()
-                .map(|(id, record, sup)| {
-                    let cgroup = inner.launcher.cgroup(&id);
+                .map(|(id, limits, unenforced, sup)| {
+                    let usage = isolate::read_usage(&inner.launcher.cgroup(&id));
                     ContainerEntry {
                         container_status: ContainerStatus {
                             container_id: id.clone(),
                             executor_pid: sup.map(|s| s.workload_pid as u32),
+                            unenforced_limits: unenforced,
                         },
-                        resource_statistics: Some(statistics(&record, &cgroup)),
+                        resource_statistics: Some(statistics(now_secs(), &usage, &limits)),
                         container_id: id,
                     }
                 })
@@ -813,36 +862,31 @@ fn is_descendant(candidate: &ContainerId, ancestor: &ContainerId) -> bool {
     false
 }
 
-/// Mesos's `ResourceStatistics` from the container's cgroup and requested resources.
-fn statistics(record: &ContainerRecord, cgroup: &Cgroup) -> ResourceStatistics {
-    let mut s = ResourceStatistics {
-        timestamp: now_secs(),
-        ..Default::default()
-    };
-    if let Some(cpus) = scalar_sum(&record.resources, "cpus") {
-        s.cpus_soft_limit = Some(cpus);
+/// The limits a recovered container runs under: recomputed from its record, since only
+/// the record is checkpointed. Flags may have changed since the launch; the values in its
+/// cgroup are the ones set then, and what fails to compute now is only not reported.
+fn recovered_limits(cfg: &Config, record: &ContainerRecord) -> ContainerLimits {
+    if record.container_id.is_nested() {
+        return ContainerLimits::default();
     }
-    if let Some(mem) = scalar_sum(&record.resources, "mem") {
-        let bytes = (mem * 1024.0 * 1024.0) as u64;
-        s.mem_limit_bytes = Some(bytes);
-        s.mem_soft_limit_bytes = Some(bytes);
+    ContainerLimits::compute(&record.resources, &record.limits, &cfg.limit_settings)
+        .unwrap_or_else(|e| {
+            tracing::warn!(container = %record.container_id, error = %e, "cannot interpret the recorded limits under the current flags");
+            ContainerLimits::default()
+        })
+}
+
+/// A termination caused by a limit carries Mesos's reason, message and resources.
+fn with_limitation(
+    mut t: TerminationRecord,
+    limitation: Option<isolate::Limitation>,
+) -> TerminationRecord {
+    if let Some(l) = limitation {
+        t.reason = Some(l.reason.to_string());
+        t.message = Some(l.message);
+        t.limitation = l.resources;
     }
-    if let Ok(procs) = cgroup.procs_recursive() {
-        s.processes = Some(procs.len() as u32);
-    }
-    if let Ok(Some(cpu)) = cgroup.cpu_stat() {
-        s.cpus_user_time_secs = Some(cpu.user_usec as f64 / 1e6);
-        s.cpus_system_time_secs = Some(cpu.system_usec as f64 / 1e6);
-        if cpu.nr_periods > 0 {
-            s.cpus_nr_periods = Some(cpu.nr_periods as u32);
-            s.cpus_nr_throttled = Some(cpu.nr_throttled as u32);
-            s.cpus_throttled_time_secs = Some(cpu.throttled_usec as f64 / 1e6);
-        }
-    }
-    if let Ok(Some(current)) = cgroup.memory_current() {
-        s.mem_total_bytes = Some(current);
-    }
-    s
+    t
 }
 
 /// An error and its causes on one line.

@@ -31,6 +31,8 @@ pub struct Observation {
     /// The supervisor's pid still names the same process (start time matches).
     pub supervisor_alive: bool,
     pub exit: Option<ExitRecord>,
+    /// A limit that ended the container (read from its cgroup before it is destroyed).
+    pub limitation: Option<crate::isolate::Limitation>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +134,25 @@ pub fn plan(
                 already_recorded: false,
             }
         };
+        // A limit that ended it is part of a new termination; a recorded one has it already.
+        let outcome = match (outcome, &obs.limitation) {
+            (
+                Outcome::Ended {
+                    mut termination,
+                    already_recorded: false,
+                },
+                Some(l),
+            ) => {
+                termination.reason = Some(l.reason.to_string());
+                termination.message = Some(l.message.clone());
+                termination.limitation = l.resources.clone();
+                Outcome::Ended {
+                    termination,
+                    already_recorded: false,
+                }
+            }
+            (outcome, _) => outcome,
+        };
         if matches!(outcome, Outcome::Ended { .. }) {
             ended.insert(id.clone());
         }
@@ -190,6 +211,7 @@ mod tests {
             supervisor: None,
             supervisor_alive: false,
             exit: None,
+            limitation: None,
         }
     }
 

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use holdfast_api::agent::Flag;
 use holdfast_api::v1::VersionInfo;
-use holdfast_cgroups::{Hierarchy, Mode};
+use holdfast_cgroups::Hierarchy;
 use holdfast_containerizer::{Config, Containerizer};
+use holdfast_isolation::{parse_isolation, Settings as LimitSettings};
 
 use crate::flags::{AgentFlags, RecoverMode};
 
@@ -61,12 +62,27 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
             "no cgroup2 hierarchy found: mount one (e.g. at /sys/fs/cgroup) or pass --cgroups_hierarchy",
         )?,
     };
-    if hierarchy.mode() == Mode::Hybrid {
-        let controllers = hierarchy.root().controllers().unwrap_or_default();
+    let isolation =
+        parse_isolation(&flags.isolation).map_err(|e| anyhow::anyhow!("--isolation: {e}"))?;
+    let limit_settings = LimitSettings {
+        enable_cfs: flags.cgroups_enable_cfs,
+        limit_swap: flags.cgroups_limit_swap,
+        memory_throttling_factor: flags.cgroups_memory_throttling_factor,
+        default_pids_max: flags.cgroups_default_pids_max,
+        io_devices: parse_io_devices(&flags.cgroups_io_devices).context("--cgroups_io_devices")?,
+    };
+    let offered = hierarchy.root().controllers().unwrap_or_default();
+    let missing: Vec<&str> = isolation
+        .iter()
+        .filter(|c| !offered.iter().any(|o| o == c.cgroup_name()))
+        .map(|c| c.isolation_name())
+        .collect();
+    if !missing.is_empty() {
         tracing::warn!(
             mount = %hierarchy.mount().display(),
-            controllers = %controllers.join(" "),
-            "hybrid cgroup host: containers are tracked and killed through cgroup2, but limits need controllers this cgroup2 mount may not have (see `holdfast doctor`)"
+            offered = %offered.join(" "),
+            not_enforced = %missing.join(","),
+            "this cgroup2 hierarchy lacks controllers --isolation asks for: containers run, but those limits are not enforced and each container's status names them (see `holdfast doctor`)"
         );
     }
     for dir in [&flags.work_dir, &flags.runtime_dir] {
@@ -84,6 +100,8 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         strict: flags.strict,
         supervisor_exe,
         workload_nofile,
+        isolation,
+        limit_settings,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -91,6 +109,30 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(flags, cfg))
+}
+
+/// `--cgroups_io_devices`: comma-separated `MAJ:MIN` numbers or block device paths.
+fn parse_io_devices(flag: &str) -> anyhow::Result<Vec<(u32, u32)>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut devices = Vec::new();
+    for item in flag.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some((major, minor)) = item.split_once(':') {
+            let parse = |v: &str| v.parse::<u32>().ok();
+            match (parse(major), parse(minor)) {
+                (Some(a), Some(b)) => devices.push((a, b)),
+                _ => bail!("'{item}' is not MAJ:MIN (e.g. 8:0) or a block device path"),
+            }
+            continue;
+        }
+        let meta = std::fs::metadata(item)
+            .with_context(|| format!("cannot stat '{item}' (give MAJ:MIN or a block device)"))?;
+        if !meta.file_type().is_block_device() {
+            bail!("'{item}' is not a block device");
+        }
+        let rdev = meta.rdev();
+        devices.push((libc::major(rdev), libc::minor(rdev)));
+    }
+    Ok(devices)
 }
 
 /// Raises the agent's descriptor limit (it holds one pidfd per container) and sizes its

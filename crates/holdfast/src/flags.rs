@@ -63,6 +63,37 @@ pub struct AgentFlags {
         default_value = "reconnect"
     )]
     pub recover: RecoverMode,
+    /// Which limits to enforce, Mesos names, comma-separated: `cgroups/cpu`, `cgroups/mem`,
+    /// `cgroups/pids`, `cgroups/io`, `cgroups/cpuset`, `cgroups/hugetlb`, `cgroups/all`.
+    #[arg(
+        long = "isolation",
+        env = "HOLDFAST_ISOLATION",
+        default_value = "cgroups/cpu,cgroups/mem,cgroups/pids,cgroups/io"
+    )]
+    pub isolation: String,
+    /// Without a cpu limit, cap a container's CPU at its request (`cpu.max`).
+    #[arg(long = "cgroups_enable_cfs", env = "HOLDFAST_CGROUPS_ENABLE_CFS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub cgroups_enable_cfs: bool,
+    /// Count swap against the memory limit: no swap beyond `memory.max` (`memory.swap.max` 0).
+    #[arg(long = "cgroups_limit_swap", env = "HOLDFAST_CGROUPS_LIMIT_SWAP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub cgroups_limit_swap: bool,
+    /// Where between request and limit `memory.high` throttles a container (0 to 1).
+    #[arg(long = "cgroups_memory_throttling_factor", env = "HOLDFAST_CGROUPS_MEMORY_THROTTLING_FACTOR", default_value_t = 0.9, value_parser = parse_factor)]
+    pub cgroups_memory_throttling_factor: f64,
+    /// `pids.max` of containers that ask for no `pids` resource (default: unlimited).
+    #[arg(
+        long = "cgroups_default_pids_max",
+        env = "HOLDFAST_CGROUPS_DEFAULT_PIDS_MAX"
+    )]
+    pub cgroups_default_pids_max: Option<u64>,
+    /// Block devices (`MAJ:MIN` or a `/dev` path), comma-separated, that per-container
+    /// `io_*` limits apply to.
+    #[arg(
+        long = "cgroups_io_devices",
+        env = "HOLDFAST_CGROUPS_IO_DEVICES",
+        default_value = ""
+    )]
+    pub cgroups_io_devices: String,
     /// Directory holding `holdfast-supervisor`; by default the one `holdfast` runs from.
     #[arg(long = "launcher_dir", env = "HOLDFAST_LAUNCHER_DIR")]
     pub launcher_dir: Option<PathBuf>,
@@ -84,11 +115,30 @@ impl AgentFlags {
                 format_duration(self.cgroups_destroy_timeout),
             ),
             (
+                "cgroups_default_pids_max".into(),
+                self.cgroups_default_pids_max
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "cgroups_enable_cfs".into(),
+                self.cgroups_enable_cfs.to_string(),
+            ),
+            (
                 "cgroups_hierarchy".into(),
                 self.cgroups_hierarchy
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_default(),
+            ),
+            ("cgroups_io_devices".into(), self.cgroups_io_devices.clone()),
+            (
+                "cgroups_limit_swap".into(),
+                self.cgroups_limit_swap.to_string(),
+            ),
+            (
+                "cgroups_memory_throttling_factor".into(),
+                self.cgroups_memory_throttling_factor.to_string(),
             ),
             (
                 "cgroups_root".into(),
@@ -99,6 +149,7 @@ impl AgentFlags {
                 format_duration(self.executor_shutdown_grace_period),
             ),
             ("ip".into(), self.ip.to_string()),
+            ("isolation".into(), self.isolation.clone()),
             (
                 "launcher_dir".into(),
                 self.launcher_dir
@@ -121,6 +172,13 @@ impl AgentFlags {
         ];
         v.retain(|(_, value)| !value.is_empty());
         v
+    }
+}
+
+fn parse_factor(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' is not a number from 0 to 1 (e.g. 0.9)")),
     }
 }
 

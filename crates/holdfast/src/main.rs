@@ -23,7 +23,7 @@ enum Command {
     /// Run the agent: launch and hold on to containers on this host.
     // As with Mesos flags, a later occurrence of a flag overrides an earlier one.
     #[command(args_override_self = true)]
-    Agent(flags::AgentFlags),
+    Agent(Box<flags::AgentFlags>),
     /// Report what this host supports and what would not be enforced.
     Doctor(doctor::DoctorFlags),
 }
@@ -31,7 +31,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Agent(f) => agent::run(f),
+        Command::Agent(f) => agent::run(*f),
         Command::Doctor(f) => doctor::run(f),
     };
     match result {

@@ -476,3 +476,59 @@ fn the_agent_raises_its_descriptor_limit_but_workloads_keep_the_default() {
         "the workload gets the limit the agent was started with"
     );
 }
+
+#[test]
+fn the_supervisor_is_shielded_from_the_oom_killer_but_the_workload_is_not() {
+    let Some(mount) = cgroup2() else { return };
+    let agent = Agent::start(&mount, &[]);
+    agent.launch("scores", "cat /proc/self/oom_score_adj; exec sleep 1000");
+    let pids = agent.leaf_pids("scores");
+    let score = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let supervisor = pids
+        .iter()
+        .copied()
+        .find(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "holdfast-sup")
+        })
+        .expect("supervisor in the leaf");
+    let agent_pid = agent.child.as_ref().expect("running").id() as i32;
+    if has_cap_sys_resource() {
+        assert_eq!(score(supervisor), "-1000");
+    } else {
+        // Lowering a score needs CAP_SYS_RESOURCE; without it the supervisor keeps its
+        // inherited score (and still starts the workload).
+        assert!(
+            std::env::var_os("HOLDFAST_VM").is_none(),
+            "the VM runs as full root"
+        );
+        eprintln!("no CAP_SYS_RESOURCE here: the supervisor's -1000 is checked only in the VM");
+        assert_eq!(score(supervisor), score(agent_pid));
+    }
+    let stdout = agent.work_dir().join("containers/scores/stdout");
+    wait_until("the workload's output", Duration::from_secs(10), || {
+        std::fs::read_to_string(&stdout).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let out = std::fs::read_to_string(&stdout).expect("stdout");
+    assert_eq!(
+        out.trim(),
+        score(agent_pid),
+        "the workload has the agent's score"
+    );
+}
+
+fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}

@@ -104,6 +104,10 @@ impl Supervisor {
             libc::prctl(libc::PR_SET_NAME, c"holdfast-sup".as_ptr(), 0, 0, 0);
         }
         let signals = block_signals().map_err(|e| format!("cannot set up signalfd: {e}"))?;
+        // With memory.oom.group the kernel kills every process of the container on an OOM
+        // except those at -1000: the supervisor survives to record the exit status, and
+        // the workload gets back the score the supervisor inherited.
+        let inherited_oom_score = protect_from_oom_killer();
         let user = spec.user.clone();
         let open_log = |name: &str| -> Result<File, String> {
             let path = spec.sandbox.join(name);
@@ -147,6 +151,7 @@ impl Supervisor {
                 )
             })
             .collect();
+        let oom_score: Option<Vec<u8>> = inherited_oom_score.map(String::into_bytes);
         // SAFETY: the closure only makes async-signal-safe system calls on data prepared
         // before the fork.
         unsafe {
@@ -155,6 +160,23 @@ impl Supervisor {
                 // (killpg(0)) reaches neither the supervisor nor the agent.
                 if libc::setsid() < 0 {
                     return Err(io::Error::last_os_error());
+                }
+                if let Some(score) = &oom_score {
+                    // Raising the score back needs no privilege, so this cannot fail for
+                    // lack of it; a failure would leave the workload unkillable by the
+                    // OOM killer, so it must stop the launch.
+                    let fd = libc::open(
+                        c"/proc/self/oom_score_adj".as_ptr(),
+                        libc::O_WRONLY | libc::O_CLOEXEC,
+                    );
+                    if fd < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    let n = libc::write(fd, score.as_ptr().cast(), score.len());
+                    libc::close(fd);
+                    if n < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
                 }
                 for (resource, lim) in &rlimits {
                     if libc::setrlimit(*resource as libc::__rlimit_resource_t, lim) < 0 {
@@ -331,6 +353,20 @@ fn kill_leaf_except_self(leaf: &Path, workload: i32) -> Option<i32> {
         status = status.or(reap(workload));
     }
     status.or(reap(workload))
+}
+
+/// Sets this process's `oom_score_adj` to -1000 and returns the value it had, or `None`
+/// when it could not be changed (then there is nothing to restore either).
+fn protect_from_oom_killer() -> Option<String> {
+    const PATH: &str = "/proc/self/oom_score_adj";
+    let before = std::fs::read_to_string(PATH).ok()?;
+    match std::fs::write(PATH, "-1000") {
+        Ok(()) => Some(before.trim().to_string()),
+        Err(e) => {
+            eprintln!("holdfast-supervisor: cannot protect itself from the OOM killer: {e}");
+            None
+        }
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
