@@ -240,6 +240,56 @@ mod tests {
     }
 
     #[test]
+    fn a_limit_that_ended_a_container_is_recorded_once() {
+        let oom = crate::isolate::Limitation {
+            reason: crate::isolate::REASON_MEMORY,
+            message: "Memory limit exceeded: Requested: 64MB".into(),
+            resources: Vec::new(),
+        };
+        let id = ContainerId::new("hog");
+        let mut exited = obs(id.clone());
+        exited.supervisor = Some(sup());
+        exited.exit = Some(ExitRecord {
+            version: VERSION,
+            wait_status: 9,
+            exited_at: 3.0,
+        });
+        exited.limitation = Some(oom.clone());
+        let p = plan(
+            std::slice::from_ref(&exited),
+            &[id.clone()],
+            &[],
+            false,
+            10.0,
+        );
+        let Outcome::Ended {
+            termination,
+            already_recorded: false,
+        } = &p.decisions[0].outcome
+        else {
+            panic!("expected a new termination: {:?}", p.decisions[0]);
+        };
+        assert_eq!(termination.wait_status, Some(9));
+        assert_eq!(
+            termination.reason.as_deref(),
+            Some(crate::isolate::REASON_MEMORY)
+        );
+        assert_eq!(termination.message.as_deref(), Some(oom.message.as_str()));
+
+        // Recorded before the restart: kept exactly as it was, not recorded again.
+        let mut recorded = exited;
+        recorded.loaded.termination = Some(termination.clone());
+        let p = plan(&[recorded], &[id], &[], false, 20.0);
+        assert_eq!(
+            p.decisions[0].outcome,
+            Outcome::Ended {
+                termination: termination.clone(),
+                already_recorded: true
+            }
+        );
+    }
+
+    #[test]
     fn every_case_of_the_table() {
         let a = ContainerId::new("alive");
         let e = ContainerId::new("exited");

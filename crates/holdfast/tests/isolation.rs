@@ -286,3 +286,47 @@ fn limits_and_oom_detection_survive_an_agent_restart() {
     assert_eq!(agent.wait(cid("early")), early);
     assert_eq!(read(&term), recorded, "not recorded again");
 }
+
+#[test]
+fn limits_that_are_not_enforced_are_named_in_the_status() {
+    // Runs on any cgroup2 host: cgroups/mem is left out of --isolation, so a memory limit
+    // goes unenforced everywhere, for a reason the status names.
+    let Some(mount) = cgroup2() else { return };
+    let agent = Agent::start(&mount, &["--isolation=cgroups/pids"]);
+    launch_with(
+        &agent,
+        "loose",
+        "exec sleep 1000",
+        json!([scalar("mem", 64.0), scalar("pids", 100.0)]),
+        json!({}),
+    );
+    let (status, body) =
+        agent.call(json!({"type": "GET_CONTAINERS", "get_containers": {"show_standalone": true}}));
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let unenforced = v["get_containers"]["containers"][0]["container_status"]["unenforced_limits"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        unenforced.iter().any(|u| u
+            .as_str()
+            .is_some_and(|u| u.contains("memory") && u.contains("--isolation"))),
+        "{body}"
+    );
+    let offers_pids = std::fs::read_to_string(mount.join("cgroup.controllers"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|c| c == "pids");
+    let pids_named = unenforced
+        .iter()
+        .any(|u| u.as_str().is_some_and(|u| u.contains("pids")));
+    assert_eq!(
+        pids_named, !offers_pids,
+        "the pids limit is named exactly when the host lacks the controller: {body}"
+    );
+    assert_eq!(
+        agent.cgroup_root().join("loose/pids.max").exists(),
+        offers_pids
+    );
+}
