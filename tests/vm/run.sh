@@ -114,7 +114,7 @@ ensure_kernel() {
 
 # The initramfs loads virtio, 9p and overlayfs, mounts the host root read-only with a tmpfs
 # overlay on top (plus the job dir's files as a layer above it), and switches to systemd.
-INITRAMFS_VERSION=1
+INITRAMFS_VERSION=2
 ensure_initramfs() {
   IRD=$CACHE/initramfs-$INITRAMFS_VERSION.cpio.gz
   [ -f "$IRD" ] && return
@@ -124,7 +124,7 @@ ensure_initramfs() {
   mkdir -p "$t"/{bin,dev,proc,sys,mod,host,job,rw,root}
   cp /bin/busybox "$t/bin/busybox"
   for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
-    drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci fs/netfs/netfs \
+    drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci drivers/block/virtio_blk fs/netfs/netfs \
     fs/fscache/fscache net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p fs/overlayfs/overlay; do
     [ -f "$CACHE/kernel/lib/modules/$kver/kernel/$m.ko" ] || continue # built in elsewhere
     cp "$CACHE/kernel/lib/modules/$kver/kernel/$m.ko" "$t/mod/"
@@ -262,6 +262,8 @@ printf 'MODULES=%q\nMODDIR=%q\nSRCDIR=%q\n' "$CACHE/kernel/lib/modules/$KVER" "$
   printf 'cd %q\n' "$SRC"
   echo 'export PATH=/root/.cargo/bin:/usr/local/cargo/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin'
   echo 'export HOLDFAST_REQUIRE_CGROUP2=1 HOLDFAST_REQUIRE_CONTROLLERS=1 HOLDFAST_VM=1'
+  # A scratch disk (sparse, thrown away with the VM) for the io limit tests.
+  echo 'export HOLDFAST_TEST_BLOCK_DEVICE=/dev/vda'
   for e in RUST_BACKTRACE RUST_LOG NEXTEST_PROFILE; do
     [ -z "${!e+x}" ] || printf 'export %s=%q\n' "$e" "${!e}"
   done
@@ -283,7 +285,9 @@ KERNEL=$CACHE/kernel/vmlinux
 CMDLINE="console=ttyS0 quiet loglevel=3 panic=-1 rw systemd.unified_cgroup_hierarchy=1"
 CMDLINE+=" cgroup_no_v1=all systemd.unit=holdfast-vm.target systemd.show_status=error"
 CMDLINE+=" systemd.log_color=0 fstab=no"
-EXPORTS=(-virtfs "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap"
+truncate -s 1G "$JOB/scratch.img"
+EXPORTS=(-drive "file=$JOB/scratch.img,if=virtio,format=raw"
+  -virtfs "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap"
   -virtfs "local,path=$JOB,mount_tag=job,security_model=none")
 [ -z "$SRCDIR" ] ||
   EXPORTS+=(-virtfs "local,path=${SRCDIR//,/,,},mount_tag=src,security_model=none,readonly=on,multidevs=remap")

@@ -257,7 +257,7 @@ mod tests {
         exited.limitation = Some(oom.clone());
         let p = plan(
             std::slice::from_ref(&exited),
-            &[id.clone()],
+            std::slice::from_ref(&id),
             &[],
             false,
             10.0,

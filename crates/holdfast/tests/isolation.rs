@@ -330,3 +330,45 @@ fn limits_that_are_not_enforced_are_named_in_the_status() {
         offers_pids
     );
 }
+
+#[test]
+fn io_max_holds_writes_to_the_limit() {
+    let Some(mount) = controllers() else { return };
+    let Some(device) = std::env::var_os("HOLDFAST_TEST_BLOCK_DEVICE") else {
+        let why = "needs a scratch block device in HOLDFAST_TEST_BLOCK_DEVICE (the VM has one)";
+        if std::env::var_os("HOLDFAST_REQUIRE_CONTROLLERS").is_some() {
+            panic!("HOLDFAST_REQUIRE_CONTROLLERS is set but this test cannot run: {why}");
+        }
+        eprintln!("skipped: {why}");
+        return;
+    };
+    let device = device.to_string_lossy().into_owned();
+    let agent = Agent::start(&mount, &[&format!("--cgroups_io_devices={device}")]);
+    const LIMIT: u64 = 2 << 20;
+    const TOTAL_MB: u64 = 16;
+    // Direct writes to the raw device: no page cache between the workload and the limit.
+    let cmd = format!(
+        "exec dd if=/dev/zero of={device} bs=256k count={} oflag=direct",
+        TOTAL_MB * 4
+    );
+    let start = Instant::now();
+    launch_with(
+        &agent,
+        "writer",
+        &cmd,
+        json!([scalar("cpus", 0.5)]),
+        json!({"io_write_bps": {"value": LIMIT}}),
+    );
+    let io_max = read(&agent.cgroup_root().join("writer/io.max"));
+    assert!(io_max.contains(&format!("wbps={LIMIT}")), "{io_max}");
+    let wait = agent.wait(cid("writer"));
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(wait["wait_container"]["exit_status"], 0, "{wait}");
+    let rate = (TOTAL_MB << 20) as f64 / secs;
+    let ratio = rate / LIMIT as f64;
+    assert!(
+        (0.8..=1.2).contains(&ratio),
+        "wrote {TOTAL_MB} MiB in {secs:.2} s: {:.2} MiB/s against a limit of 2 MiB/s",
+        rate / (1 << 20) as f64
+    );
+}
