@@ -37,6 +37,8 @@ pub struct Setup {
     pub mounts: CgroupMounts,
     pub addr: SocketAddr,
     pub request_timeout: Duration,
+    /// Extra flags for every agent this run starts (e.g. `--isolation=`).
+    pub agent_args: Vec<String>,
     starts: u32,
 }
 
@@ -61,6 +63,7 @@ impl Setup {
             mounts,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, pick_port(port)?)),
             request_timeout,
+            agent_args: Vec::new(),
             starts: 0,
         };
         std::fs::create_dir(&setup.log_dir)
@@ -97,6 +100,7 @@ impl Setup {
             .arg("--cgroups_root")
             .arg(&self.cgroups_root)
             .stdin(Stdio::null())
+            .args(&self.agent_args)
             .stdout(out)
             .stderr(err);
         // Its own process group: a Ctrl-C meant for the bench must not reach the agent
@@ -407,7 +411,13 @@ impl Client {
             "type": "LAUNCH_CONTAINER",
             "launch_container": {
                 "container_id": {"value": id},
-                "command": {"value": shell_command, "shell": true}
+                "command": {"value": shell_command, "shell": true},
+                // What a typical small task asks for: with isolation on, these become
+                // cpu.weight, memory.low, memory.max and memory.oom.group writes.
+                "resources": [
+                    {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                    {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}
+                ]
             }
         }))?;
         let started = Instant::now();

@@ -84,6 +84,9 @@ struct Cli {
     /// Keep the agents' logs (otherwise kept only when something failed).
     #[arg(long, global = true)]
     keep_logs: bool,
+    /// An extra flag for the agent, e.g. `--agent-arg=--isolation=` (repeatable).
+    #[arg(long = "agent-arg", global = true, allow_hyphen_values = true)]
+    agent_args: Vec<String>,
 }
 
 #[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +231,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         cli.port,
         Duration::from_secs(cli.timeout.max(1)),
     )?;
+    setup.agent_args = cli.agent_args.clone();
     eprintln!(
         "agent {} on {}, cgroup {}, scratch {}",
         setup.holdfast.display(),

@@ -111,21 +111,8 @@ pub fn run(flags: DoctorFlags) -> anyhow::Result<ExitCode> {
     if !root {
         println!("  - not root: the agent cannot create cgroups or switch users");
     }
-    if !has_cap_sys_resource() {
+    if !holdfast_process::caps::has_capability(holdfast_process::caps::CAP_SYS_RESOURCE) {
         println!("  - no CAP_SYS_RESOURCE: supervisors cannot shield themselves from the OOM killer, so a container's OOM kill loses its exit status (the memory limitation is still reported)");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether this process may lower `oom_score_adj`, as supervisors do.
-fn has_cap_sys_resource() -> bool {
-    const CAP_SYS_RESOURCE: u32 = 24;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
 }

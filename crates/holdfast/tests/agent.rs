@@ -497,7 +497,7 @@ fn the_supervisor_is_shielded_from_the_oom_killer_but_the_workload_is_not() {
         })
         .expect("supervisor in the leaf");
     let agent_pid = agent.child.as_ref().expect("running").id() as i32;
-    if has_cap_sys_resource() {
+    if holdfast_process::caps::has_capability(holdfast_process::caps::CAP_SYS_RESOURCE) {
         assert_eq!(score(supervisor), "-1000");
     } else {
         // Lowering a score needs CAP_SYS_RESOURCE; without it the supervisor keeps its
@@ -519,16 +519,4 @@ fn the_supervisor_is_shielded_from_the_oom_killer_but_the_workload_is_not() {
         score(agent_pid),
         "the workload has the agent's score"
     );
-}
-
-fn has_cap_sys_resource() -> bool {
-    const CAP_SYS_RESOURCE: u32 = 24;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
 }

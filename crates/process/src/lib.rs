@@ -3,6 +3,7 @@
 //!
 //! Linux-only and deliberately thin: policy lives in the callers.
 
+pub mod caps;
 pub mod fds;
 pub mod identity;
 pub mod pidfd;
