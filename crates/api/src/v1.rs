@@ -248,6 +248,24 @@ pub struct ContainerInfo {
     pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rlimit_info: Option<RLimitInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linux_info: Option<LinuxInfo>,
+}
+
+/// The part of Mesos's `LinuxInfo` Holdfast acts on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinuxInfo {
+    /// Nested containers only: `true` (the default) runs in the parent's cgroup limits,
+    /// `false` gives the container limits of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_cgroups: Option<bool>,
+}
+
+impl ContainerInfo {
+    /// `linux_info.share_cgroups` as given, if it was.
+    pub fn share_cgroups(&self) -> Option<bool> {
+        self.linux_info.as_ref().and_then(|l| l.share_cgroups)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -560,12 +560,17 @@ impl Containerizer {
         ) {
             self.remove(&id).await?;
         }
-        // Nested containers share their parent's cgroup limits.
-        let limits = if id.is_nested() {
-            ContainerLimits::default()
-        } else {
+        let share = req.container.as_ref().and_then(|c| c.share_cgroups());
+        if !id.is_nested() && share == Some(true) {
+            return Err(ContainerError::Invalid(
+                "'container.linux_info.share_cgroups' cannot be true for a top-level container: it has no parent to share with; leave it out".into(),
+            ));
+        }
+        let limits = if has_own_cgroup_limits(&id, share) {
             ContainerLimits::compute(&req.resources, &req.limits, &self.inner.cfg.limit_settings)
                 .map_err(|e| ContainerError::Invalid(e.to_string()))?
+        } else {
+            ContainerLimits::default()
         };
         let record = ContainerRecord {
             version: VERSION,
@@ -866,7 +871,8 @@ fn is_descendant(candidate: &ContainerId, ancestor: &ContainerId) -> bool {
 /// the record is checkpointed. Flags may have changed since the launch; the values in its
 /// cgroup are the ones set then, and what fails to compute now is only not reported.
 fn recovered_limits(cfg: &Config, record: &ContainerRecord) -> ContainerLimits {
-    if record.container_id.is_nested() {
+    let share = record.container.as_ref().and_then(|c| c.share_cgroups());
+    if !has_own_cgroup_limits(&record.container_id, share) {
         return ContainerLimits::default();
     }
     ContainerLimits::compute(&record.resources, &record.limits, &cfg.limit_settings)
@@ -874,6 +880,13 @@ fn recovered_limits(cfg: &Config, record: &ContainerRecord) -> ContainerLimits {
             tracing::warn!(container = %record.container_id, error = %e, "cannot interpret the recorded limits under the current flags");
             ContainerLimits::default()
         })
+}
+
+/// Top-level containers always have limits of their own; nested ones only with
+/// `share_cgroups: false` (Mesos's default is to share, and then their resources count
+/// against the parent's limits).
+fn has_own_cgroup_limits(id: &ContainerId, share_cgroups: Option<bool>) -> bool {
+    !id.is_nested() || share_cgroups == Some(false)
 }
 
 /// A termination caused by a limit carries Mesos's reason, message and resources.

@@ -372,3 +372,66 @@ fn io_max_holds_writes_to_the_limit() {
         rate / (1 << 20) as f64
     );
 }
+
+#[test]
+fn a_nested_container_that_does_not_share_cgroups_gets_limits_of_its_own() {
+    let Some(mount) = controllers() else { return };
+    let agent = Agent::start(&mount, &[]);
+    launch_with(
+        &agent,
+        "parent",
+        "exec sleep 1000",
+        json!([scalar("mem", 256.0)]),
+        json!({}),
+    );
+    let launch_nested = |id: &str, share: bool, cmd: &str| {
+        agent.call(json!({"type": "LAUNCH_CONTAINER", "launch_container": {
+            "container_id": {"value": id, "parent": {"value": "parent"}},
+            "command": {"value": cmd},
+            "resources": [scalar("mem", 48.0)],
+            "container": {"type": "MESOS", "linux_info": {"share_cgroups": share}},
+        }}))
+    };
+    let (status, body) = launch_nested("sharing", true, "exec sleep 1000");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = launch_nested(
+        "own",
+        false,
+        "exec dd if=/dev/zero of=/dev/null bs=200M count=1",
+    );
+    assert_eq!(status, 200, "{body}");
+    let parent = agent.cgroup_root().join("parent");
+    assert_eq!(read(&parent.join("memory.max")), (256u64 << 20).to_string());
+    // Sharing: no limit of its own; the parent's applies.
+    let sharing = parent.join("containers/sharing");
+    assert!(
+        !sharing.join("memory.max").exists() || read(&sharing.join("memory.max")) == "max",
+        "a sharing container has no memory limit of its own"
+    );
+    let wait = agent.wait(json!({"value": "own", "parent": {"value": "parent"}}));
+    assert_eq!(
+        wait["wait_container"]["reason"], "REASON_CONTAINER_LIMITATION_MEMORY",
+        "its own 48 MB limit, not the parent's 256 MB: {wait}"
+    );
+    assert_eq!(
+        wait["wait_container"]["limitation"]["resources"][0]["scalar"]["value"],
+        48.0
+    );
+    let (status, body) = agent.call(json!({"type": "GET_CONTAINERS", "get_containers": {"show_standalone": true, "show_nested": true}}));
+    assert_eq!(status, 200);
+    assert!(body.contains("\"sharing\""), "the sibling runs on: {body}");
+    assert!(agent.leaf_pids("parent").len() == 2, "the parent runs on");
+}
+
+#[test]
+fn a_top_level_container_cannot_share_cgroups() {
+    let Some(mount) = cgroup2() else { return };
+    let agent = Agent::start(&mount, &[]);
+    let (status, body) = agent.call(json!({"type": "LAUNCH_CONTAINER", "launch_container": {
+        "container_id": {"value": "top"},
+        "command": {"value": "true"},
+        "container": {"type": "MESOS", "linux_info": {"share_cgroups": true}},
+    }}));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("share_cgroups"), "{body}");
+}
