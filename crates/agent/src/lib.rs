@@ -119,6 +119,10 @@ async fn handle(
             c.remove(&id).await.map_err(to_api)?;
             Ok(empty(StatusCode::OK))
         }
+        Call::UpdateContainer(u) => {
+            c.update(u).await.map_err(to_api)?;
+            Ok(empty(StatusCode::OK))
+        }
     }
 }
 
@@ -129,7 +133,9 @@ fn to_api(e: ContainerError) -> ApiError {
         | ContainerError::ParentNotRunning(_)
         | ContainerError::Invalid(_)
         | ContainerError::LaunchFailed(_) => 400,
-        ContainerError::StillRunning(_) | ContainerError::StillLaunching(_) => 409,
+        ContainerError::StillRunning(_)
+        | ContainerError::StillLaunching(_)
+        | ContainerError::Conflict(_) => 409,
         ContainerError::Internal { .. } => {
             // Logged once, here, where it is turned into an answer.
             tracing::error!(error = %error_chain(&e), "agent call failed");

@@ -22,6 +22,7 @@ pub const SUPPORTED_CALLS: &[&str] = &[
     "WAIT_CONTAINER",
     "KILL_CONTAINER",
     "REMOVE_CONTAINER",
+    "UPDATE_CONTAINER",
 ];
 
 /// Agent call types that exist in Mesos but that this agent does not serve yet; they get
@@ -63,6 +64,22 @@ pub enum Call {
     WaitContainer(ContainerId),
     KillContainer(KillContainer),
     RemoveContainer(ContainerId),
+    UpdateContainer(UpdateContainer),
+}
+
+/// Holdfast extension (Mesos's agent API has no such call): new requests and limits for a
+/// running container, applied to its cgroup at once.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct UpdateContainer {
+    pub container_id: ContainerId,
+    #[serde(default)]
+    pub resources: Vec<Resource>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, Scalar>,
+    /// A lower memory limit is applied only when this is true (and never below what the
+    /// container uses now): lowering it can OOM-kill the container.
+    #[serde(default)]
+    pub lower_memory_limit: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -174,6 +191,11 @@ pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
             let c: ContainerIdOnly = typed(required(payload, &field)?, &field)?;
             validate_id(&c.container_id)?;
             Call::RemoveContainer(c.container_id)
+        }
+        "UPDATE_CONTAINER" => {
+            let u: UpdateContainer = typed(required(payload, &field)?, &field)?;
+            validate_id(&u.container_id)?;
+            Call::UpdateContainer(u)
         }
         other if KNOWN_UNSUPPORTED_CALLS.contains(&other) => {
             return Err(ApiError::new(
@@ -361,6 +383,19 @@ mod tests {
             parse_call(br#"{"type":"KILL_CONTAINER","kill_container":{"container_id":{"value":"c","parent":{"value":"p"}},"signal":15}}"#),
             Ok(Call::KillContainer(KillContainer { container_id: ContainerId::new("p").child("c"), signal: Some(15) }))
         );
+        let update =
+            br#"{"type":"UPDATE_CONTAINER","update_container":{"container_id":{"value":"c1"},
+            "resources":[{"name":"mem","type":"SCALAR","scalar":{"value":64}}],
+            "limits":{"mem":{"value":"Infinity"}},"lower_memory_limit":true}}"#;
+        match parse_call(update) {
+            Ok(Call::UpdateContainer(u)) => {
+                assert_eq!(u.container_id, ContainerId::new("c1"));
+                assert_eq!(crate::v1::scalar_sum(&u.resources, "mem"), Some(64.0));
+                assert_eq!(u.limits.get("mem").map(|s| s.value), Some(f64::INFINITY));
+                assert!(u.lower_memory_limit);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

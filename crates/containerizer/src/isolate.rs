@@ -91,6 +91,14 @@ fn thread_count(pid: i32) -> u32 {
         .unwrap_or(0)
 }
 
+/// `memory.max` now: `None` for "max" (or when it cannot be read).
+pub fn memory_max(cgroup: &Cgroup) -> Option<u64> {
+    cgroup
+        .read("memory.max")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+}
+
 /// Reads `memory.events` of a container's cgroup before it is destroyed: an `oom_kill`
 /// there means the OOM killer ended it, which Mesos reports as a memory limitation.
 pub fn memory_limitation(cgroup: &Cgroup) -> Option<Limitation> {
@@ -98,10 +106,7 @@ pub fn memory_limitation(cgroup: &Cgroup) -> Option<Limitation> {
     if oom_kills(&events) == 0 {
         return None;
     }
-    let limit = cgroup
-        .read("memory.max")
-        .ok()
-        .and_then(|t| t.trim().parse::<u64>().ok());
+    let limit = memory_max(cgroup);
     let peak = cgroup.memory_peak().ok().flatten();
     let stat = cgroup.memory_stat().ok().flatten();
     Some(Limitation {

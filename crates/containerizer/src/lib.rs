@@ -17,14 +17,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use holdfast_api::agent::{ContainerEntry, LaunchContainer};
+use holdfast_api::agent::{ContainerEntry, LaunchContainer, UpdateContainer};
 use holdfast_api::v1::{ContainerId, ContainerStatus};
 use holdfast_cgroups::Hierarchy;
 use holdfast_checkpoint::records::{now_secs, VERSION};
 use holdfast_checkpoint::{
     CheckpointError, ContainerRecord, MetaStore, RuntimeStore, SupervisorRecord, TerminationRecord,
 };
-use holdfast_isolation::{statistics, ContainerLimits, Controllers, Settings as LimitSettings};
+use holdfast_isolation::{
+    decide_memory_max, statistics, ContainerLimits, Controllers, MemoryMaxDecision,
+    Settings as LimitSettings,
+};
 use holdfast_process::{PidFd, ProcessIdentity};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
@@ -50,6 +53,9 @@ pub enum ContainerError {
     StillLaunching(ContainerId),
     #[error("{0}")]
     Invalid(String),
+    /// The request is valid but cannot be applied in the container's current state.
+    #[error("{0}")]
+    Conflict(String),
     #[error("Failed to launch container: {0}")]
     LaunchFailed(String),
     #[error("{context}")]
@@ -649,6 +655,87 @@ impl Containerizer {
                 Err(e)
             }
         }
+    }
+
+    /// UPDATE_CONTAINER: new requests and limits for a running container, written to its
+    /// cgroup and checkpointed. A lower memory limit needs `lower_memory_limit` and is
+    /// refused below the current usage.
+    pub async fn update(&self, req: UpdateContainer) -> Result<(), ContainerError> {
+        let id = req.container_id.clone();
+        let record = {
+            let entries = self.entries();
+            let entry = entries
+                .get(&id)
+                .ok_or_else(|| ContainerError::NotFound(id.clone()))?;
+            match entry.phase {
+                Phase::Running => {}
+                Phase::Launching => return Err(ContainerError::StillLaunching(id)),
+                Phase::Ended(_) => {
+                    return Err(ContainerError::Conflict(format!(
+                        "Container {id} has ended: there are no limits to update"
+                    )))
+                }
+            }
+            entry.record.clone()
+        };
+        let share = record.container.as_ref().and_then(|c| c.share_cgroups());
+        if !has_own_cgroup_limits(&id, share) {
+            return Err(ContainerError::Invalid(format!(
+                "Container {id} shares its parent's cgroup limits: update the parent"
+            )));
+        }
+        let mut limits =
+            ContainerLimits::compute(&req.resources, &req.limits, &self.inner.cfg.limit_settings)
+                .map_err(|e| ContainerError::Invalid(e.to_string()))?;
+        let inner = self.inner.clone();
+        let cid = id.clone();
+        let (record, unenforced) = tokio::task::spawn_blocking(move || {
+            let launcher = &inner.launcher;
+            let cgroup = launcher.cgroup(&cid);
+            if let Some(memory) = limits.memory.as_mut() {
+                let current = isolate::memory_max(&cgroup);
+                let usage = cgroup.memory_current().ok().flatten().unwrap_or(0);
+                match decide_memory_max(current, memory.max, usage, req.lower_memory_limit) {
+                    Ok(MemoryMaxDecision::Write(max)) => memory.max = max,
+                    Ok(MemoryMaxDecision::Keep { .. }) if current == memory.max => {}
+                    Ok(MemoryMaxDecision::Keep { reason }) => {
+                        return Err(ContainerError::Conflict(format!(
+                            "Container {cid}: {reason}"
+                        )))
+                    }
+                    Err(e) => {
+                        return Err(ContainerError::Conflict(format!("Container {cid}: {e}")))
+                    }
+                }
+            }
+            let relative = layout::cgroup_path(&launcher.cgroups_root, &cid);
+            let (_, unenforced) = isolate::create_limited(
+                &launcher.hierarchy,
+                &relative,
+                &limits,
+                &launcher.isolation,
+            )?;
+            let record = ContainerRecord {
+                resources: req.resources,
+                limits: req.limits,
+                ..record
+            };
+            inner
+                .meta
+                .save_container(&record)
+                .map_err(|e| ContainerError::internal("cannot checkpoint the container", e))?;
+            Ok((record, unenforced))
+        })
+        .await
+        .map_err(blocking_failed)??;
+        let limits = recovered_limits(&self.inner.cfg, &record);
+        if let Some(e) = self.entries().get_mut(&id) {
+            e.record = record;
+            e.limits = limits;
+            e.unenforced = unenforced;
+        }
+        tracing::info!(container = %id, "container limits updated");
+        Ok(())
     }
 
     /// WAIT_CONTAINER: resolves when the container has ended (at once if it already has).

@@ -435,3 +435,56 @@ fn a_top_level_container_cannot_share_cgroups() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("share_cgroups"), "{body}");
 }
+
+#[test]
+fn limits_are_updated_live_and_memory_is_lowered_only_when_asked() {
+    let Some(mount) = controllers() else { return };
+    let mut agent = Agent::start(&mount, &[]);
+    // dd fills a 100 MB buffer, then blocks writing it into a pipe nobody reads: the
+    // container holds about 100 MB for as long as it runs.
+    launch_with(
+        &agent,
+        "grow",
+        "dd if=/dev/zero bs=100M count=1 | sleep 1000",
+        json!([scalar("cpus", 0.5), scalar("mem", 160.0)]),
+        json!({}),
+    );
+    let cg = agent.cgroup_root().join("grow");
+    wait_until("dd to fill its buffer", Duration::from_secs(60), || {
+        read(&cg.join("memory.current"))
+            .parse::<u64>()
+            .is_ok_and(|v| v > 90 << 20)
+    });
+    let update = |mem: f64, lower: bool| {
+        agent.call(json!({"type": "UPDATE_CONTAINER", "update_container": {
+            "container_id": {"value": "grow"},
+            "resources": [scalar("cpus", 1.0), scalar("mem", mem)],
+            "lower_memory_limit": lower,
+        }}))
+    };
+    assert_eq!(update(256.0, false), (200, String::new()));
+    assert_eq!(read(&cg.join("memory.max")), (256u64 << 20).to_string());
+    assert_eq!(read(&cg.join("cpu.weight")), "100");
+
+    let (status, body) = update(192.0, false);
+    assert_eq!(status, 409, "lowering needs asking: {body}");
+    assert_eq!(read(&cg.join("memory.max")), (256u64 << 20).to_string());
+
+    let (status, body) = update(64.0, true);
+    assert_eq!(status, 409, "never below what it uses: {body}");
+    assert!(body.contains("uses"), "{body}");
+    assert_eq!(read(&cg.join("memory.max")), (256u64 << 20).to_string());
+
+    assert_eq!(update(192.0, true), (200, String::new()));
+    assert_eq!(read(&cg.join("memory.max")), (192u64 << 20).to_string());
+
+    // The update is checkpointed: after a restart the statistics show the new limit.
+    agent.kill9();
+    agent.restart();
+    let (_, body) =
+        agent.call(json!({"type": "GET_CONTAINERS", "get_containers": {"show_standalone": true}}));
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let stats = &v["get_containers"]["containers"][0]["resource_statistics"];
+    assert_eq!(stats["mem_limit_bytes"], 192u64 << 20, "{stats}");
+    assert_eq!(stats["cpus_soft_limit"], 1.0, "{stats}");
+}
