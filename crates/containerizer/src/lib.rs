@@ -482,8 +482,9 @@ impl Containerizer {
         });
         let termination = tokio::task::spawn_blocking(move || {
             let exit = inner.launcher.runtime.exit(&cid);
-            let limitation = isolate::memory_limitation(&inner.launcher.cgroup(&cid));
-            if let Err(e) = inner.launcher.cgroup(&cid).destroy(inner.cfg.destroy_timeout) {
+            let cgroup = inner.launcher.cgroup(&cid);
+            let limitation = isolate::memory_limitation(&cgroup);
+            if let Err(e) = cgroup.destroy(inner.cfg.destroy_timeout) {
                 tracing::warn!(container = %cid, error = %error_chain(&e), "cannot destroy container cgroup");
             }
             let termination = match exit {
@@ -689,7 +690,7 @@ impl Containerizer {
                 .map_err(|e| ContainerError::Invalid(e.to_string()))?;
         let inner = self.inner.clone();
         let cid = id.clone();
-        let (record, unenforced) = tokio::task::spawn_blocking(move || {
+        let (record, limits, unenforced) = tokio::task::spawn_blocking(move || {
             let launcher = &inner.launcher;
             let cgroup = launcher.cgroup(&cid);
             if let Some(memory) = limits.memory.as_mut() {
@@ -724,11 +725,10 @@ impl Containerizer {
                 .meta
                 .save_container(&record)
                 .map_err(|e| ContainerError::internal("cannot checkpoint the container", e))?;
-            Ok((record, unenforced))
+            Ok((record, limits, unenforced))
         })
         .await
         .map_err(blocking_failed)??;
-        let limits = recovered_limits(&self.inner.cfg, &record);
         if let Some(e) = self.entries().get_mut(&id) {
             e.record = record;
             e.limits = limits;

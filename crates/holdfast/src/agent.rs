@@ -64,13 +64,7 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     };
     let isolation =
         parse_isolation(&flags.isolation).map_err(|e| anyhow::anyhow!("--isolation: {e}"))?;
-    let limit_settings = LimitSettings {
-        enable_cfs: flags.cgroups_enable_cfs,
-        limit_swap: flags.cgroups_limit_swap,
-        memory_throttling_factor: flags.cgroups_memory_throttling_factor,
-        default_pids_max: flags.cgroups_default_pids_max,
-        io_devices: parse_io_devices(&flags.cgroups_io_devices).context("--cgroups_io_devices")?,
-    };
+    let limit_settings = limit_settings(&flags)?;
     let offered = hierarchy.root().controllers().unwrap_or_default();
     let missing: Vec<&str> = isolation
         .iter()
@@ -111,6 +105,20 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve(flags, cfg))
 }
 
+/// The `--cgroups_*` flags as isolation settings, refused at start when out of range
+/// (rather than failing every launch later).
+fn limit_settings(flags: &AgentFlags) -> anyhow::Result<LimitSettings> {
+    let settings = LimitSettings {
+        enable_cfs: flags.cgroups_enable_cfs,
+        limit_swap: flags.cgroups_limit_swap,
+        memory_throttling_factor: flags.cgroups_memory_throttling_factor,
+        default_pids_max: flags.cgroups_default_pids_max,
+        io_devices: parse_io_devices(&flags.cgroups_io_devices).context("--cgroups_io_devices")?,
+    };
+    settings.validate()?;
+    Ok(settings)
+}
+
 /// `--cgroups_io_devices`: comma-separated `MAJ:MIN` numbers or block device paths.
 fn parse_io_devices(flag: &str) -> anyhow::Result<Vec<(u32, u32)>> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -146,13 +154,10 @@ fn reserve_descriptors() -> Option<(u64, u64)> {
             return None;
         }
     };
-    let mut now = original;
-    // SAFETY: getrlimit writes into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) } == 0 {
-        let table = now.rlim_cur.min(FD_TABLE_RESERVE as u64) as i32;
-        if let Err(e) = holdfast_process::fds::reserve_fd_table(table) {
-            tracing::debug!(error = %e, "cannot presize the descriptor table");
-        }
+    // The soft limit is now the hard one.
+    let table = original.rlim_max.min(FD_TABLE_RESERVE as u64) as i32;
+    if let Err(e) = holdfast_process::fds::reserve_fd_table(table) {
+        tracing::debug!(error = %e, "cannot presize the descriptor table");
     }
     Some((original.rlim_cur, original.rlim_max))
 }
@@ -255,5 +260,57 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: AgentFlags,
+    }
+
+    fn settings(args: &[&str]) -> anyhow::Result<LimitSettings> {
+        let cli = Cli::try_parse_from(std::iter::once("agent").chain(args.iter().copied()))?;
+        limit_settings(&cli.flags)
+    }
+
+    #[test]
+    fn io_devices_by_number_or_path() {
+        assert_eq!(
+            parse_io_devices(" 8:0, 254:16 ,").expect("numbers"),
+            vec![(8, 0), (254, 16)]
+        );
+        let e = parse_io_devices("8:x").unwrap_err().to_string();
+        assert!(e.contains("'8:x' is not MAJ:MIN"), "{e}");
+        // /dev/null is a character device, not a disk.
+        let e = parse_io_devices("/dev/null").unwrap_err().to_string();
+        assert_eq!(e, "'/dev/null' is not a block device");
+        let e = format!("{:#}", parse_io_devices("/no/such/disk").unwrap_err());
+        assert!(e.contains("cannot stat '/no/such/disk'"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_isolation_flags_stop_the_agent_at_start() {
+        let ok = settings(&["--cgroups_io_devices=8:0", "--cgroups_default_pids_max=100"])
+            .expect("valid");
+        assert_eq!(ok.io_devices, vec![(8, 0)]);
+        assert_eq!(ok.default_pids_max, Some(100));
+        assert_eq!(ok.memory_throttling_factor, 0.9);
+        let e = settings(&["--cgroups_memory_throttling_factor=1.5"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--cgroups_memory_throttling_factor 1.5 is outside [0, 1]"),
+            "{e}"
+        );
+        let e = settings(&["--cgroups_default_pids_max=0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--cgroups_default_pids_max 0 is outside"), "{e}");
     }
 }

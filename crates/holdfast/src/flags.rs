@@ -78,7 +78,11 @@ pub struct AgentFlags {
     #[arg(long = "cgroups_limit_swap", env = "HOLDFAST_CGROUPS_LIMIT_SWAP", default_value_t = false, action = clap::ArgAction::Set)]
     pub cgroups_limit_swap: bool,
     /// Where between request and limit `memory.high` throttles a container (0 to 1).
-    #[arg(long = "cgroups_memory_throttling_factor", env = "HOLDFAST_CGROUPS_MEMORY_THROTTLING_FACTOR", default_value_t = 0.9, value_parser = parse_factor)]
+    #[arg(
+        long = "cgroups_memory_throttling_factor",
+        env = "HOLDFAST_CGROUPS_MEMORY_THROTTLING_FACTOR",
+        default_value_t = 0.9
+    )]
     pub cgroups_memory_throttling_factor: f64,
     /// `pids.max` of containers that ask for no `pids` resource (default: unlimited).
     #[arg(
@@ -172,13 +176,6 @@ impl AgentFlags {
         ];
         v.retain(|(_, value)| !value.is_empty());
         v
-    }
-}
-
-fn parse_factor(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("'{s}' is not a number from 0 to 1 (e.g. 0.9)")),
     }
 }
 

@@ -520,3 +520,17 @@ fn the_supervisor_is_shielded_from_the_oom_killer_but_the_workload_is_not() {
         "the workload has the agent's score"
     );
 }
+
+#[test]
+fn a_missing_supervisor_binary_stops_the_agent_with_what_to_do() {
+    let Some(mount) = cgroup2() else { return };
+    let agent = Agent::start(&mount, &[]);
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = agent.run_to_exit(&[&format!("--launcher_dir={}", empty.path().display())]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot find holdfast-supervisor") && stderr.contains("--launcher_dir"),
+        "{stderr}"
+    );
+}

@@ -29,10 +29,7 @@ fn controllers() -> Option<PathBuf> {
         mount.display(),
         missing.join(", ")
     );
-    if std::env::var_os("HOLDFAST_REQUIRE_CONTROLLERS").is_some() {
-        panic!("HOLDFAST_REQUIRE_CONTROLLERS is set but this test cannot run: {why}");
-    }
-    eprintln!("skipped: {why}");
+    skip("HOLDFAST_REQUIRE_CONTROLLERS", &why);
     None
 }
 
@@ -335,11 +332,10 @@ fn limits_that_are_not_enforced_are_named_in_the_status() {
 fn io_max_holds_writes_to_the_limit() {
     let Some(mount) = controllers() else { return };
     let Some(device) = std::env::var_os("HOLDFAST_TEST_BLOCK_DEVICE") else {
-        let why = "needs a scratch block device in HOLDFAST_TEST_BLOCK_DEVICE (the VM has one)";
-        if std::env::var_os("HOLDFAST_REQUIRE_CONTROLLERS").is_some() {
-            panic!("HOLDFAST_REQUIRE_CONTROLLERS is set but this test cannot run: {why}");
-        }
-        eprintln!("skipped: {why}");
+        skip(
+            "HOLDFAST_REQUIRE_CONTROLLERS",
+            "needs a scratch block device in HOLDFAST_TEST_BLOCK_DEVICE (the VM has one)",
+        );
         return;
     };
     let device = device.to_string_lossy().into_owned();
