@@ -18,7 +18,7 @@
 # needed) boots a Debian kernel with an initramfs that mounts the host's root read-only over
 # virtio-9p under a tmpfs overlay, so host-built binaries and tools run at their usual paths.
 # systemd boots to a target that starts one oneshot unit; it runs nextest from the archive
-# with HOLDFAST_REQUIRE_CGROUP2=1 and HOLDFAST_REQUIRE_CONTROLLERS=1 (tests that need them
+# with HOLDFAST_REQUIRE_CGROUP2=1, HOLDFAST_REQUIRE_CONTROLLERS=1 and HOLDFAST_REQUIRE_SYSTEMD=1 (tests that need them
 # fail instead of skipping) and powers the VM off. The exit status is nextest's; 124 means
 # the run timed out, 125 that the VM failed before a status came back.
 set -euo pipefail
@@ -261,7 +261,7 @@ printf 'MODULES=%q\nMODDIR=%q\nSRCDIR=%q\n' "$CACHE/kernel/lib/modules/$KVER" "$
   echo 'echo "vm: guest up after $(cut -d" " -f1 /proc/uptime)s, cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"'
   printf 'cd %q\n' "$SRC"
   echo 'export PATH=/root/.cargo/bin:/usr/local/cargo/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin'
-  echo 'export HOLDFAST_REQUIRE_CGROUP2=1 HOLDFAST_REQUIRE_CONTROLLERS=1 HOLDFAST_VM=1'
+  echo 'export HOLDFAST_REQUIRE_CGROUP2=1 HOLDFAST_REQUIRE_CONTROLLERS=1 HOLDFAST_REQUIRE_SYSTEMD=1 HOLDFAST_VM=1'
   # A scratch disk (sparse, thrown away with the VM) for the io limit tests.
   echo 'export HOLDFAST_TEST_BLOCK_DEVICE=/dev/vda'
   for e in RUST_BACKTRACE RUST_LOG NEXTEST_PROFILE; do

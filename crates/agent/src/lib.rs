@@ -44,6 +44,7 @@ impl AgentState {
 pub fn router(state: Arc<AgentState>) -> Router {
     Router::new()
         .route("/api/v1", axum::routing::any(api_v1))
+        .route("/metrics/snapshot", axum::routing::get(metrics_snapshot))
         .fallback(|| async { error_response(&ApiError::not_found("404 Not Found.")) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -58,6 +59,14 @@ async fn api_v1(
     match handle(&state, method, &headers, &body).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
+    }
+}
+
+/// Mesos's `/metrics/snapshot`: one flat JSON object of metric name to value.
+async fn metrics_snapshot(State(state): State<Arc<AgentState>>) -> Response {
+    match state.containerizer.get() {
+        Some(c) => json(serde_json::json!(c.metrics())),
+        None => error_response(&ApiError::unavailable("Agent has not finished recovery")),
     }
 }
 
@@ -89,6 +98,7 @@ async fn handle(
         Call::GetHealth => Ok(json(api::health_response(true))),
         Call::GetVersion => Ok(json(api::version_response(&state.version))),
         Call::GetFlags => Ok(json(api::flags_response(&state.flags))),
+        Call::GetMetrics => Ok(json(api::metrics_response(&c.metrics()))),
         Call::GetContainers(q) => {
             let list = c.list(q.show_nested, q.show_standalone).await;
             Ok(json(api::containers_response(&list)))

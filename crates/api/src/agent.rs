@@ -17,6 +17,7 @@ pub const SUPPORTED_CALLS: &[&str] = &[
     "GET_HEALTH",
     "GET_VERSION",
     "GET_FLAGS",
+    "GET_METRICS",
     "GET_CONTAINERS",
     "LAUNCH_CONTAINER",
     "WAIT_CONTAINER",
@@ -28,7 +29,6 @@ pub const SUPPORTED_CALLS: &[&str] = &[
 /// Agent call types that exist in Mesos but that this agent does not serve yet; they get
 /// a 501 that says so rather than Mesos's puzzling "type missing".
 const KNOWN_UNSUPPORTED_CALLS: &[&str] = &[
-    "GET_METRICS",
     "GET_LOGGING_LEVEL",
     "SET_LOGGING_LEVEL",
     "LIST_FILES",
@@ -59,6 +59,7 @@ pub enum Call {
     GetHealth,
     GetVersion,
     GetFlags,
+    GetMetrics,
     GetContainers(GetContainers),
     LaunchContainer(LaunchContainer),
     WaitContainer(ContainerId),
@@ -155,6 +156,9 @@ pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
         "GET_HEALTH" => Call::GetHealth,
         "GET_VERSION" => Call::GetVersion,
         "GET_FLAGS" => Call::GetFlags,
+        // `get_metrics.timeout` is accepted and has nothing to wait for: every metric is
+        // a counter read at once.
+        "GET_METRICS" => Call::GetMetrics,
         "GET_CONTAINERS" => Call::GetContainers(match payload {
             None | Some(Value::Null) => GetContainers::default(),
             Some(v) => typed(v, &field)?,
@@ -332,6 +336,15 @@ pub struct WaitContainerResponse {
 
 pub fn health_response(healthy: bool) -> Value {
     json!({"type": "GET_HEALTH", "get_health": {"healthy": healthy}})
+}
+
+/// GET_METRICS: Mesos's list of `{name, value}`.
+pub fn metrics_response(metrics: &std::collections::BTreeMap<String, f64>) -> Value {
+    let list: Vec<Value> = metrics
+        .iter()
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect();
+    json!({"type": "GET_METRICS", "get_metrics": {"metrics": list}})
 }
 
 pub fn version_response(info: &VersionInfo) -> Value {

@@ -34,6 +34,8 @@ pub struct Setup {
     pub runtime_dir: PathBuf,
     pub log_dir: PathBuf,
     pub cgroups_root: String,
+    /// The containers' slice when the agent makes them systemd scopes.
+    pub slice: String,
     pub mounts: CgroupMounts,
     pub addr: SocketAddr,
     pub request_timeout: Duration,
@@ -60,6 +62,7 @@ impl Setup {
             log_dir: base.join("logs"),
             base,
             cgroups_root: format!("holdfast-bench-{pid}"),
+            slice: format!("holdfast_bench_{pid}.slice"),
             mounts,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, pick_port(port)?)),
             request_timeout,
@@ -76,9 +79,25 @@ impl Setup {
         self.mounts.unified.join(&self.cgroups_root)
     }
 
+    /// Whether the agent puts containers in systemd scopes (its default under systemd).
+    pub fn systemd(&self) -> bool {
+        std::fs::symlink_metadata("/run/systemd/system").is_ok_and(|m| m.is_dir())
+            && !self
+                .agent_args
+                .iter()
+                .any(|a| a == "--systemd_enable_support=false")
+    }
+
     /// The leaf cgroup (supervisor and workload) of a container.
     pub fn leaf_dir(&self, id: &str) -> PathBuf {
-        self.cgroup_dir().join(id).join("leaf")
+        if self.systemd() {
+            self.mounts
+                .unified
+                .join(&self.slice)
+                .join(format!("holdfast-{id}.scope/container/leaf"))
+        } else {
+            self.cgroup_dir().join(id).join("leaf")
+        }
     }
 
     pub fn client(&self) -> Client {
@@ -99,6 +118,8 @@ impl Setup {
             .arg(&self.runtime_dir)
             .arg("--cgroups_root")
             .arg(&self.cgroups_root)
+            .arg("--systemd_containers_slice")
+            .arg(&self.slice)
             .stdin(Stdio::null())
             .args(&self.agent_args)
             .stdout(out)

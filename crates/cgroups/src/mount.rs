@@ -140,7 +140,36 @@ impl Hierarchy {
         relative: impl AsRef<Path>,
         controllers: &[&str],
     ) -> Result<Cgroup, Error> {
+        self.create_path_within("", relative, controllers)
+    }
+
+    /// [`Hierarchy::create_path`] for a subtree delegated to us at `base` (e.g. a systemd
+    /// scope): the cgroups above `base` belong to someone else, so nothing above it is
+    /// created or written; controllers are enabled from `base` down. `relative` must lie
+    /// below `base`.
+    pub fn create_path_within(
+        &self,
+        base: impl AsRef<Path>,
+        relative: impl AsRef<Path>,
+        controllers: &[&str],
+    ) -> Result<Cgroup, Error> {
+        let base = base.as_ref();
         let relative = relative.as_ref();
+        let below = relative
+            .strip_prefix(base)
+            .map_err(|_| Error::InvalidPath {
+                path: relative.to_path_buf(),
+                reason: "is not below the delegated cgroup",
+            })?;
+        let mut current = self.cgroup(base);
+        if !base.as_os_str().is_empty() && !current.exists() {
+            return Err(Error::Io {
+                op: "find",
+                path: current.path().to_path_buf(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        let relative = below;
         let mut names = Vec::new();
         for component in relative.components() {
             match component {
@@ -160,7 +189,6 @@ impl Hierarchy {
                 reason: "names no cgroup below the mount",
             });
         }
-        let mut current = self.root();
         for name in names {
             if !controllers.is_empty() {
                 current.enable_controllers(controllers)?;
@@ -390,6 +418,25 @@ mod tests {
         assert!(cg.exists());
         // Idempotent.
         h.create_path("a/b/c", &[]).expect("create again");
+    }
+
+    #[test]
+    fn create_path_within_leaves_the_delegating_side_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = Hierarchy::at(dir.path());
+        // The delegated cgroup must already exist: it is someone else's to create.
+        assert!(h
+            .create_path_within("s.slice/x.scope", "s.slice/x.scope/c/leaf", &[])
+            .is_err());
+        std::fs::create_dir_all(dir.path().join("s.slice/x.scope")).expect("mkdir");
+        let cg = h
+            .create_path_within("s.slice/x.scope", "s.slice/x.scope/c/leaf", &[])
+            .expect("create");
+        assert_eq!(cg.path(), dir.path().join("s.slice/x.scope/c/leaf"));
+        assert!(matches!(
+            h.create_path_within("s.slice/x.scope", "other/c", &[]),
+            Err(Error::InvalidPath { .. })
+        ));
     }
 
     #[test]

@@ -26,6 +26,13 @@ pub struct ContainerRecord {
     pub sandbox: PathBuf,
     /// Seconds since the epoch.
     pub launched_at: f64,
+    /// The container's cgroup (its limits), relative to the cgroup2 mount, as launched.
+    /// Absent in records written before it was recorded: then the `--cgroups_root` layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
+    /// The systemd scope holding a top-level container, when it was launched as one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 /// Who runs the container: the supervisor and the workload it started, each with the
@@ -40,12 +47,30 @@ pub struct SupervisorRecord {
 }
 
 /// The supervisor's record of how the workload ended (in the runtime dir).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExitRecord {
     pub version: u32,
     /// Raw wait(2) status.
     pub wait_status: i32,
     pub exited_at: f64,
+    /// The container's memory accounting when the OOM killer had struck it, read before
+    /// the last process left: under systemd the scope and its cgroups vanish with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom: Option<OomEvidence>,
+}
+
+/// What the container's cgroup said after an OOM kill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OomEvidence {
+    /// `oom_kill` of `memory.events`.
+    pub kills: u64,
+    /// `memory.max` (`None` for "max").
+    #[serde(default)]
+    pub max: Option<u64>,
+    #[serde(default)]
+    pub peak: Option<u64>,
+    #[serde(default)]
+    pub stat: BTreeMap<String, u64>,
 }
 
 /// How a container ended, as the agent last learned it. Kept until REMOVE_CONTAINER so

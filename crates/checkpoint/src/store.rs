@@ -343,6 +343,8 @@ mod tests {
             limits: Default::default(),
             sandbox: PathBuf::from("/tmp/sandbox"),
             launched_at: now_secs(),
+            cgroup: None,
+            unit: None,
         }
     }
 

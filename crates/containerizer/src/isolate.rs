@@ -4,6 +4,8 @@
 
 use holdfast_api::v1::Resource;
 use holdfast_cgroups::{stats, Cgroup, Hierarchy};
+use holdfast_checkpoint::records::OomEvidence;
+use holdfast_checkpoint::ExitRecord;
 use holdfast_isolation::{
     memory_limitation_message, memory_limitation_resources, oom_kills, CgroupUsage,
     ContainerLimits, Controllers,
@@ -30,12 +32,30 @@ pub fn create_limited(
     limits: &ContainerLimits,
     isolation: &Controllers,
 ) -> Result<(Cgroup, Vec<String>), ContainerError> {
+    create_limited_within(
+        hierarchy,
+        std::path::Path::new(""),
+        relative,
+        limits,
+        isolation,
+    )
+}
+
+/// [`create_limited`] inside a subtree delegated at `base` (a systemd scope): controllers
+/// are enabled from `base` down, never above it.
+pub fn create_limited_within(
+    hierarchy: &Hierarchy,
+    base: &std::path::Path,
+    relative: &std::path::Path,
+    limits: &ContainerLimits,
+    isolation: &Controllers,
+) -> Result<(Cgroup, Vec<String>), ContainerError> {
     let mut wanted = Controllers::default();
     for c in limits.needed().iter().filter(|c| isolation.contains(*c)) {
         wanted.insert(c);
     }
     let cgroup = hierarchy
-        .create_path(relative, &wanted.cgroup_names())
+        .create_path_within(base, relative, &wanted.cgroup_names())
         .map_err(|e| {
             ContainerError::internal(format!("cannot create cgroup {}", relative.display()), e)
         })?;
@@ -114,4 +134,25 @@ pub fn memory_limitation(cgroup: &Cgroup) -> Option<Limitation> {
         message: memory_limitation_message(limit, peak, stat.as_ref()),
         resources: memory_limitation_resources(limit),
     })
+}
+
+/// The same from what the supervisor recorded at exit, for when the cgroup is gone.
+pub fn recorded_memory_limitation(oom: &OomEvidence) -> Option<Limitation> {
+    if oom.kills == 0 {
+        return None;
+    }
+    Some(Limitation {
+        reason: REASON_MEMORY,
+        message: memory_limitation_message(oom.max, oom.peak, Some(&oom.stat)),
+        resources: memory_limitation_resources(oom.max),
+    })
+}
+
+/// How the container ended as far as limits go: what the supervisor recorded in
+/// `exit.json`, else what the cgroup still says.
+pub fn limitation_at_exit(exit: Option<&ExitRecord>, cgroup: &Cgroup) -> Option<Limitation> {
+    match exit.and_then(|e| e.oom.as_ref()) {
+        Some(oom) => recorded_memory_limitation(oom),
+        None => memory_limitation(cgroup),
+    }
 }

@@ -3,8 +3,8 @@
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
-use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,12 +13,17 @@ use holdfast_api::v1::{rlimit_resource, scalar_sum, ContainerId};
 use holdfast_cgroups::{Cgroup, Hierarchy};
 use holdfast_checkpoint::{ContainerRecord, RuntimeStore, SupervisorRecord};
 use holdfast_process::{spawn, PidFd, SpawnRequest};
-use holdfast_supervisor::{RlimitSpec, SupervisorSpec, UserSpec, READY_FD, SPEC_VERSION};
+use holdfast_supervisor::{RlimitSpec, SupervisorSpec, UserSpec, GO_FD, READY_FD, SPEC_VERSION};
 
 use holdfast_isolation::{ContainerLimits, Controllers};
 
 use crate::layout;
+use crate::scope::Scopes;
 use crate::{isolate, ContainerError};
+
+/// Runs once the supervisor exists and before it may start the workload: puts it where
+/// the container lives and returns the limits that are not enforced.
+type Place<'a> = &'a mut dyn FnMut(i32) -> Result<Vec<String>, ContainerError>;
 
 /// Default `PATH` of a workload whose environment sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -43,12 +48,124 @@ pub struct Launcher {
     pub workload_nofile: Option<(u64, u64)>,
     /// See [`crate::Config::isolation`].
     pub isolation: Controllers,
+    /// Present when containers become systemd scopes.
+    pub scopes: Option<Scopes>,
 }
 
 impl Launcher {
-    pub fn cgroup(&self, id: &ContainerId) -> Cgroup {
+    /// The container's cgroup, relative to the mount: where it was launched, or the
+    /// `--cgroups_root` layout for records that predate recording it.
+    pub fn cgroup_rel(&self, record: &ContainerRecord) -> PathBuf {
+        record
+            .cgroup
+            .clone()
+            .unwrap_or_else(|| layout::cgroup_path(&self.cgroups_root, &record.container_id))
+    }
+
+    pub fn cgroup_of(&self, record: &ContainerRecord) -> Cgroup {
+        self.hierarchy.cgroup(self.cgroup_rel(record))
+    }
+
+    /// Where controllers may be enabled for `cgroup_rel`: from its scope down under
+    /// systemd (the cgroups above a scope are systemd's), else from the mount root.
+    pub fn delegation_base(cgroup_rel: &Path) -> PathBuf {
+        let mut base = PathBuf::new();
+        for c in cgroup_rel.components() {
+            base.push(c);
+            if c.as_os_str()
+                .to_str()
+                .is_some_and(|n| n.ends_with(".scope"))
+            {
+                return base;
+            }
+        }
+        PathBuf::new()
+    }
+
+    /// Removes what is left of a container: its cgroups (killing any process still
+    /// there) and, under systemd, its scope. With `kill_scope` the whole scope is
+    /// SIGKILLed first, for containers that may still run (orphans).
+    pub fn destroy(
+        &self,
+        cgroup_rel: &Path,
+        unit: Option<&str>,
+        kill_scope: bool,
+        timeout: Duration,
+    ) -> Result<(), ContainerError> {
+        let scope = unit.zip(self.scopes.as_ref());
+        if let (Some((unit, scopes)), true) = (scope, kill_scope) {
+            scopes.kill(unit).map_err(|e| {
+                ContainerError::internal(format!("cannot kill systemd scope {unit}"), e)
+            })?;
+        }
         self.hierarchy
-            .cgroup(layout::cgroup_path(&self.cgroups_root, id))
+            .cgroup(cgroup_rel)
+            .destroy(timeout)
+            .map_err(|e| {
+                ContainerError::internal(
+                    format!("cannot destroy cgroup {}", cgroup_rel.display()),
+                    e,
+                )
+            })?;
+        if let Some((unit, scopes)) = scope {
+            // systemd removes an empty scope by itself; wait for it if it has not yet, so
+            // that no unit outlives its container.
+            if self.hierarchy.cgroup(scopes.scope_path(unit)).exists() {
+                scopes.stop(unit).map_err(|e| {
+                    ContainerError::internal(format!("cannot stop systemd scope {unit}"), e)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs every process of the container: through its scope under systemd (falling
+    /// back to its cgroup if systemd cannot be asked), else through its cgroup.
+    pub fn kill(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
+        let id = &record.container_id;
+        if let (Some(unit), Some(scopes)) = (&record.unit, &self.scopes) {
+            match scopes.kill(unit) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(container = %id, unit, error = %crate::error_chain(&e), "cannot kill through the scope; killing the cgroup");
+                }
+            }
+        }
+        self.cgroup_of(record)
+            .kill()
+            .map_err(|e| ContainerError::internal(format!("cannot kill container {id}"), e))
+    }
+
+    /// Where a new container goes: its cgroup and, for a top-level container under
+    /// systemd, its scope. A nested container goes inside its parent.
+    pub fn place(
+        &self,
+        id: &ContainerId,
+        parent: Option<&ContainerRecord>,
+    ) -> Result<(PathBuf, Option<String>), ContainerError> {
+        if let Some(parent) = parent {
+            let mut p = self.cgroup_rel(parent);
+            p.push(layout::NESTED);
+            p.push(&id.value);
+            return Ok((p, None));
+        }
+        match &self.scopes {
+            Some(scopes) => {
+                let unit = layout::scope_name(id);
+                if unit.len() > holdfast_systemd::names::MAX_UNIT_NAME {
+                    return Err(ContainerError::Invalid(format!(
+                        "container id '{id}' is too long for a systemd unit name ({} bytes as '{unit}', at most {}): use a shorter id",
+                        unit.len(),
+                        holdfast_systemd::names::MAX_UNIT_NAME
+                    )));
+                }
+                Ok((
+                    layout::scoped_cgroup_path(scopes.slice_path(), id),
+                    Some(unit),
+                ))
+            }
+            None => Ok((layout::cgroup_path(&self.cgroups_root, id), None)),
+        }
     }
 
     /// Builds what the supervisor runs: shell or argv form, as `CommandInfo` says.
@@ -137,25 +254,40 @@ impl Launcher {
         })
     }
 
-    /// Creates the container's cgroups and sandbox and starts its supervisor. On error
-    /// nothing of the container is left running.
+    /// Creates the container's cgroups (and scope) and sandbox and starts its supervisor.
+    /// On error nothing of the container is left running.
     pub fn launch(
         &self,
         record: &ContainerRecord,
         limits: &ContainerLimits,
     ) -> Result<Launched, ContainerError> {
         let id = &record.container_id;
-        let cgroup_rel = layout::cgroup_path(&self.cgroups_root, id);
-        let (cgroup, unenforced) =
-            isolate::create_limited(&self.hierarchy, &cgroup_rel, limits, &self.isolation)?;
+        let cgroup_rel = self.cgroup_rel(record);
+        if let Some(unit) = &record.unit {
+            let scopes = self.scopes.as_ref().ok_or_else(|| {
+                ContainerError::LaunchFailed(format!(
+                    "container '{id}' is placed in systemd scope {unit} but systemd support is off"
+                ))
+            })?;
+            return self.launch_in_scope(record, limits, &cgroup_rel, unit, scopes);
+        }
+        let (cgroup, unenforced) = isolate::create_limited_within(
+            &self.hierarchy,
+            &Self::delegation_base(&cgroup_rel),
+            &cgroup_rel,
+            limits,
+            &self.isolation,
+        )?;
         let leaf = cgroup.child(layout::LEAF);
         leaf.create().map_err(|e| {
             ContainerError::internal(format!("cannot create leaf cgroup for '{id}'"), e)
         })?;
-        let result = self.start_supervisor(record, &leaf).map(|mut l| {
-            l.unenforced = unenforced;
-            l
-        });
+        let result = self
+            .start_supervisor(record, &leaf, &leaf, None)
+            .map(|mut l| {
+                l.unenforced = unenforced;
+                l
+            });
         if result.is_err() {
             // Best effort: the error being returned is the one worth reporting.
             let _ = cgroup.destroy(Duration::from_secs(5));
@@ -163,10 +295,75 @@ impl Launcher {
         result
     }
 
+    /// A top-level container under systemd. A scope cannot be created empty, so the
+    /// supervisor starts in the agent's own cgroup, held before it runs anything; the
+    /// scope is created around it, the container's cgroups inside the scope, and the
+    /// supervisor moves into the leaf before the limits are written and it may go on.
+    fn launch_in_scope(
+        &self,
+        record: &ContainerRecord,
+        limits: &ContainerLimits,
+        cgroup_rel: &Path,
+        unit: &str,
+        scopes: &Scopes,
+    ) -> Result<Launched, ContainerError> {
+        let id = &record.container_id;
+        let scope_rel = scopes.scope_path(unit);
+        let leaf_rel = cgroup_rel.join(layout::LEAF);
+        let leaf = self.hierarchy.cgroup(&leaf_rel);
+        let own = self
+            .hierarchy
+            .own_cgroup()
+            .map_err(|e| ContainerError::internal("cannot read the agent's own cgroup", e))?;
+        let own = self.hierarchy.cgroup(own);
+        let mut place = |pid: i32| -> Result<Vec<String>, ContainerError> {
+            scopes
+                .start(
+                    unit,
+                    pid,
+                    &format!("Holdfast container {id}"),
+                    limits.scope_properties(&self.isolation),
+                )
+                .map_err(|e| {
+                    ContainerError::internal(format!("cannot create systemd scope {unit}"), e)
+                })?;
+            // The scope holds the supervisor until it moves to the leaf, and a cgroup
+            // with processes cannot hand controllers down: cgroups first, limits last.
+            self.hierarchy
+                .create_path_within(&scope_rel, &leaf_rel, &[])
+                .map_err(|e| {
+                    ContainerError::internal(format!("cannot create the cgroups of '{id}'"), e)
+                })?;
+            leaf.add_proc(pid).map_err(|e| {
+                ContainerError::internal(format!("cannot move the supervisor of '{id}'"), e)
+            })?;
+            let (_, unenforced) = isolate::create_limited_within(
+                &self.hierarchy,
+                &scope_rel,
+                cgroup_rel,
+                limits,
+                &self.isolation,
+            )?;
+            Ok(unenforced)
+        };
+        let result = self.start_supervisor(record, &own, &leaf, Some(&mut place));
+        if result.is_err() {
+            // The supervisor is gone (or never placed); make sure the scope is too.
+            if let Err(e) = scopes.stop(unit) {
+                tracing::warn!(container = %id, unit, error = %crate::error_chain(&e), "cannot stop the scope of a failed launch");
+            }
+        }
+        result
+    }
+
+    /// Spawns the supervisor into `spawn_into` and waits for its answer. With `place`, it
+    /// is held on the go pipe until `place` has put it where it belongs.
     fn start_supervisor(
         &self,
         record: &ContainerRecord,
+        spawn_into: &Cgroup,
         leaf: &Cgroup,
+        place: Option<Place<'_>>,
     ) -> Result<Launched, ContainerError> {
         let id = &record.container_id;
         fs::create_dir_all(&record.sandbox).map_err(|e| {
@@ -186,12 +383,12 @@ impl Launcher {
             ContainerError::internal(format!("cannot write {}", spec_path.display()), e)
         })?;
 
-        let cgroup_fd = leaf
+        let cgroup_fd = spawn_into
             .open_dir_fd()
-            .map_err(|e| ContainerError::internal("cannot open leaf cgroup", e))?;
+            .map_err(|e| ContainerError::internal("cannot open the supervisor's cgroup", e))?;
         let procs = OpenOptions::new()
             .write(true)
-            .open(leaf.path().join("cgroup.procs"))
+            .open(spawn_into.path().join("cgroup.procs"))
             .map_err(|e| ContainerError::internal("cannot open cgroup.procs", e))?;
         let devnull = File::open("/dev/null")
             .map_err(|e| ContainerError::internal("cannot open /dev/null", e))?;
@@ -212,12 +409,19 @@ impl Launcher {
             cstring(dir.as_os_str().as_bytes())?,
         ];
         let envp = [c"PATH=/usr/sbin:/usr/bin:/sbin:/bin".to_owned()];
-        let fds = [
+        let go = match place {
+            Some(_) => Some(pipe().map_err(|e| ContainerError::internal("cannot create pipe", e))?),
+            None => None,
+        };
+        let mut fds = vec![
             (devnull.as_raw_fd(), 0),
             (log.as_raw_fd(), 1),
             (log.as_raw_fd(), 2),
             (ready_write.as_raw_fd(), READY_FD),
         ];
+        if let Some((go_read, _)) = &go {
+            fds.push((go_read.as_raw_fd(), GO_FD));
+        }
         let spawned = spawn(&SpawnRequest {
             program: &exe,
             argv: &argv,
@@ -231,6 +435,26 @@ impl Launcher {
             ContainerError::internal(format!("cannot start the supervisor of '{id}'"), e)
         })?;
         drop(ready_write);
+        let mut unenforced = Vec::new();
+        if let (Some(place), Some((go_read, mut go_write))) = (place, go) {
+            drop(go_read);
+            let placed = place(spawned.pidfd.pid()).and_then(|u| {
+                go_write
+                    .write_all(b"g")
+                    .map_err(|e| ContainerError::internal("cannot release the supervisor", e))
+                    .map(|()| u)
+            });
+            match placed {
+                Ok(u) => unenforced = u,
+                Err(e) => {
+                    // Closing the go pipe makes it exit without running anything.
+                    drop(go_write);
+                    let _ = spawned.pidfd.send_signal(libc::SIGKILL);
+                    reap_soon(&spawned.pidfd);
+                    return Err(e);
+                }
+            }
+        }
 
         let answer = read_ready(&mut ready_read).map_err(|e| {
             let _ = spawned.pidfd.send_signal(libc::SIGKILL);
@@ -262,7 +486,7 @@ impl Launcher {
         Ok(Launched {
             supervisor,
             pidfd: spawned.pidfd,
-            unenforced: Vec::new(),
+            unenforced,
         })
     }
 }
@@ -271,14 +495,14 @@ fn cstring(bytes: &[u8]) -> Result<CString, ContainerError> {
     CString::new(bytes).map_err(|_| ContainerError::Invalid("path contains a NUL byte".into()))
 }
 
-fn pipe() -> std::io::Result<(File, OwnedFd)> {
+fn pipe() -> std::io::Result<(File, File)> {
     let mut fds = [0; 2];
     // SAFETY: a valid array of two fds.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: pipe2 returned two fresh fds that only we own.
-    Ok(unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
 }
 
 /// Reads the supervisor's one-line answer, bounded by [`READY_TIMEOUT`]. EOF without a

@@ -7,6 +7,16 @@
 //! ```
 //! cgroup v2 forbids processes in a cgroup that has enabled controllers for children, so
 //! processes always sit in `leaf` and `containers/` holds only cgroups.
+//!
+//! Under systemd a top-level container is the scope `holdfast-<id>.scope` in the
+//! containers' slice, and the same shape sits one level below the scope (systemd owns the
+//! scope's own cgroup):
+//!
+//! ```text
+//! <slice path>/holdfast-<id>.scope/container                         limits
+//! <slice path>/holdfast-<id>.scope/container/leaf                    processes
+//! <slice path>/holdfast-<id>.scope/container/containers/<child>/...  nested
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +24,10 @@ use holdfast_api::v1::{validate_id_component, ContainerId};
 
 pub const LEAF: &str = "leaf";
 pub const NESTED: &str = "containers";
+/// The container's own cgroup inside its scope.
+pub const SCOPE_CONTAINER: &str = "container";
+const SCOPE_PREFIX: &str = "holdfast-";
+const SCOPE_SUFFIX: &str = ".scope";
 
 /// The container's cgroup, relative to the hierarchy's mount.
 pub fn cgroup_path(root: &Path, id: &ContainerId) -> PathBuf {
@@ -29,6 +43,36 @@ pub fn cgroup_path(root: &Path, id: &ContainerId) -> PathBuf {
 
 pub fn leaf_path(root: &Path, id: &ContainerId) -> PathBuf {
     cgroup_path(root, id).join(LEAF)
+}
+
+/// The scope of the top-level container `id` (or of the top-level ancestor of a nested
+/// one). Characters a unit name cannot hold are `\xNN`-escaped, as systemd does.
+pub fn scope_name(id: &ContainerId) -> String {
+    let top = id.path().into_iter().next().unwrap_or_default();
+    format!(
+        "{SCOPE_PREFIX}{}{SCOPE_SUFFIX}",
+        holdfast_systemd::names::escape_unit_component(top)
+    )
+}
+
+/// The top-level container id a scope name stands for, if it is one of ours.
+pub fn scope_container(unit: &str) -> Option<String> {
+    let escaped = unit
+        .strip_prefix(SCOPE_PREFIX)?
+        .strip_suffix(SCOPE_SUFFIX)?;
+    let id = holdfast_systemd::names::unescape_unit_component(escaped)?;
+    validate_id_component(&id).ok()?;
+    Some(id)
+}
+
+/// The container's cgroup under systemd: in its top-level ancestor's scope.
+pub fn scoped_cgroup_path(slice_path: &Path, id: &ContainerId) -> PathBuf {
+    let mut p = slice_path.join(scope_name(id)).join(SCOPE_CONTAINER);
+    for part in id.path().into_iter().skip(1) {
+        p.push(NESTED);
+        p.push(part);
+    }
+    p
 }
 
 /// The sandbox of a standalone container, `<work_dir>/containers/<id>`; a nested one sits
@@ -47,6 +91,8 @@ pub fn sandbox_path(work_dir: &Path, id: &ContainerId) -> PathBuf {
 pub struct TreeScan {
     /// Containers found, parents before children.
     pub containers: Vec<ContainerId>,
+    /// The cgroup of each of `containers`, in the same order.
+    pub cgroups: Vec<PathBuf>,
     /// Entries under the root (or under a `containers/` dir) whose name is not a
     /// container id: relative paths, for destruction as unknown.
     pub foreign: Vec<PathBuf>,
@@ -84,13 +130,45 @@ fn scan_container<E>(
         None => ContainerId::new(name),
     };
     scan.containers.push(id.clone());
-    let children = list(&path)?;
+    scan.cgroups.push(path.clone());
+    scan_nested(&path, &id, list, scan)
+}
+
+/// Walks the scopes of the containers' slice at `slice_path`. Units that are not
+/// Holdfast's scopes are someone else's and are left out of the scan.
+pub fn scan_scopes<E>(
+    slice_path: &Path,
+    list: &mut dyn FnMut(&Path) -> Result<Vec<String>, E>,
+) -> Result<TreeScan, E> {
+    let mut scan = TreeScan::default();
+    let mut units = list(slice_path)?;
+    units.sort();
+    for unit in units {
+        let Some(top) = scope_container(&unit) else {
+            continue;
+        };
+        let id = ContainerId::new(top);
+        let path = slice_path.join(&unit).join(SCOPE_CONTAINER);
+        scan.containers.push(id.clone());
+        scan.cgroups.push(path.clone());
+        scan_nested(&path, &id, list, &mut scan)?;
+    }
+    Ok(scan)
+}
+
+fn scan_nested<E>(
+    path: &Path,
+    id: &ContainerId,
+    list: &mut dyn FnMut(&Path) -> Result<Vec<String>, E>,
+    scan: &mut TreeScan,
+) -> Result<(), E> {
+    let children = list(path)?;
     if children.iter().any(|c| c == NESTED) {
         let nested_dir = path.join(NESTED);
         let mut nested = list(&nested_dir)?;
         nested.sort();
         for child in nested {
-            scan_container(&nested_dir, &child, Some(&id), list, scan)?;
+            scan_container(&nested_dir, &child, Some(id), list, scan)?;
         }
     }
     Ok(())
@@ -116,6 +194,72 @@ mod tests {
             sandbox_path(Path::new("/w"), &id),
             PathBuf::from("/w/containers/a/containers/b")
         );
+    }
+
+    #[test]
+    fn scoped_paths() {
+        let id = ContainerId::new("a-1").child("b");
+        assert_eq!(scope_name(&id), "holdfast-a-1.scope");
+        assert_eq!(
+            scoped_cgroup_path(Path::new("hf.slice"), &id),
+            PathBuf::from("hf.slice/holdfast-a-1.scope/container/containers/b")
+        );
+        assert_eq!(
+            scoped_cgroup_path(Path::new("hf.slice"), &ContainerId::new("a")),
+            PathBuf::from("hf.slice/holdfast-a.scope/container")
+        );
+        assert_eq!(
+            scope_container("holdfast-a-1.scope").as_deref(),
+            Some("a-1")
+        );
+        // Escaped characters come back.
+        let odd = ContainerId::new("x@y");
+        assert_eq!(scope_container(&scope_name(&odd)).as_deref(), Some("x@y"));
+        assert_eq!(scope_container("other.scope"), None);
+        assert_eq!(scope_container("holdfast-a.service"), None);
+    }
+
+    #[test]
+    fn scope_scan_finds_containers_and_skips_other_units() {
+        let tree: BTreeMap<&str, Vec<&str>> = BTreeMap::from([
+            (
+                "s.slice",
+                vec!["holdfast-a.scope", "cron.service", "holdfast-z.scope"],
+            ),
+            (
+                "s.slice/holdfast-a.scope/container",
+                vec!["leaf", "containers"],
+            ),
+            ("s.slice/holdfast-a.scope/container/containers", vec!["b"]),
+            (
+                "s.slice/holdfast-a.scope/container/containers/b",
+                vec!["leaf"],
+            ),
+        ]);
+        let mut list = |p: &Path| -> Result<Vec<String>, ()> {
+            Ok(tree
+                .get(p.to_str().expect("utf8"))
+                .map(|v| v.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default())
+        };
+        let scan = scan_scopes(Path::new("s.slice"), &mut list).expect("scan");
+        assert_eq!(
+            scan.containers,
+            vec![
+                ContainerId::new("a"),
+                ContainerId::new("a").child("b"),
+                ContainerId::new("z")
+            ]
+        );
+        assert_eq!(
+            scan.cgroups,
+            vec![
+                PathBuf::from("s.slice/holdfast-a.scope/container"),
+                PathBuf::from("s.slice/holdfast-a.scope/container/containers/b"),
+                PathBuf::from("s.slice/holdfast-z.scope/container"),
+            ]
+        );
+        assert!(scan.foreign.is_empty());
     }
 
     #[test]

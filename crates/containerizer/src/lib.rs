@@ -11,9 +11,12 @@ pub mod isolate;
 pub mod launcher;
 pub mod layout;
 pub mod recovery;
+pub mod scope;
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -109,6 +112,8 @@ pub struct Config {
     pub isolation: Controllers,
     /// How resources turn into limits (the `--cgroups_*` flags).
     pub limit_settings: LimitSettings,
+    /// Containers become systemd scopes in this slice (`--systemd_enable_support`).
+    pub systemd: Option<scope::SystemdSettings>,
 }
 
 /// What recovery did, for the log and the metrics.
@@ -118,6 +123,9 @@ pub struct RecoveryReport {
     pub ended: usize,
     pub orphans_destroyed: Vec<String>,
     pub skipped_checkpoints: Vec<String>,
+    /// Running containers with a process outside the cgroup they were launched in: their
+    /// isolation is lost. One line each, saying where the process was found.
+    pub misplaced: Vec<String>,
     pub rebooted: bool,
     pub duration: Duration,
 }
@@ -147,6 +155,14 @@ struct Inner {
     meta: MetaStore,
     launcher: Launcher,
     entries: Mutex<HashMap<ContainerId, Entry>>,
+    metrics: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    launch_errors: AtomicU64,
+    /// Containers found outside their cgroup at the last recovery.
+    misplaced: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -191,12 +207,14 @@ impl Containerizer {
             grace_period: cfg.grace_period,
             workload_nofile: cfg.workload_nofile,
             isolation: cfg.isolation.clone(),
+            scopes: cfg.systemd.clone().map(scope::Scopes::new),
         };
         let inner = Arc::new(Inner {
             cfg: cfg.clone(),
             meta: meta.clone(),
             launcher,
             entries: Mutex::new(HashMap::new()),
+            metrics: Counters::default(),
         });
         let this = Containerizer { inner };
         let c = this.clone();
@@ -211,6 +229,10 @@ impl Containerizer {
         }
         let mut report = report;
         report.duration = started.elapsed();
+        this.inner
+            .metrics
+            .misplaced
+            .store(report.misplaced.len() as u64, Ordering::Relaxed);
         Ok((this, report))
     }
 
@@ -236,14 +258,24 @@ impl Containerizer {
                 cfg.cgroups_root.display()
             )));
         }
-        cfg.hierarchy
-            .create_path(&cfg.cgroups_root, &[])
-            .map_err(|e| {
-                io(format!(
-                    "cannot create cgroup root {}",
-                    cfg.cgroups_root.display()
-                ))(e.into())
-            })?;
+        if let Some(systemd) = &cfg.systemd {
+            if own_rel.starts_with(&systemd.slice_path) {
+                return Err(RecoveryError::Setup(format!(
+                    "the agent runs in cgroup /{} inside its containers' slice {}; start it in another unit or choose another --systemd_containers_slice",
+                    own_rel.display(),
+                    systemd.slice
+                )));
+            }
+        } else {
+            cfg.hierarchy
+                .create_path(&cfg.cgroups_root, &[])
+                .map_err(|e| {
+                    io(format!(
+                        "cannot create cgroup root {}",
+                        cfg.cgroups_root.display()
+                    ))(e.into())
+                })?;
+        }
 
         let boot_id = holdfast_process::boot_id()
             .map_err(|e| io("cannot read the boot id".into())(e.into()))?;
@@ -292,8 +324,37 @@ impl Containerizer {
             let limitation = if alive || rebooted || lc.termination.is_some() {
                 None
             } else {
-                isolate::memory_limitation(&self.inner.launcher.cgroup(&id))
+                isolate::limitation_at_exit(
+                    exit.as_ref(),
+                    &self.inner.launcher.cgroup_of(&lc.record),
+                )
             };
+            if let (true, Some(sup)) = (alive, supervisor) {
+                let expected = self
+                    .inner
+                    .launcher
+                    .cgroup_rel(&lc.record)
+                    .join(layout::LEAF);
+                let found: Vec<String> = [
+                    (sup.pid, sup.start_time),
+                    (sup.workload_pid, sup.workload_start_time),
+                ]
+                .into_iter()
+                .filter_map(|(pid, start)| {
+                    misplaced(&cfg.hierarchy, pid, start, &expected)
+                        .map(|at| format!("process {pid} in {at}"))
+                })
+                .collect();
+                if !found.is_empty() {
+                    let line = format!(
+                        "container {id}: {}, not in its cgroup /{}",
+                        found.join(", "),
+                        expected.display()
+                    );
+                    tracing::warn!(container = %id, found = %found.join(", "), expected = %format!("/{}", expected.display()), "container processes were moved out of the container's cgroup: its limits no longer apply to them");
+                    report.misplaced.push(line);
+                }
+            }
             observations.push(Observation {
                 loaded: holdfast_checkpoint::LoadedContainer {
                     record: lc.record,
@@ -307,7 +368,7 @@ impl Containerizer {
             });
         }
 
-        let scan = layout::scan_tree(&cfg.cgroups_root, &mut |p| {
+        let mut list = |p: &std::path::Path| {
             cfg.hierarchy.cgroup(p).children().or_else(|e| {
                 if e.is_not_found() {
                     Ok(Vec::new())
@@ -315,8 +376,18 @@ impl Containerizer {
                     Err(e)
                 }
             })
-        })
-        .map_err(|e| io("cannot walk the cgroup tree".into())(e.into()))?;
+        };
+        let mut scan = layout::scan_tree(&cfg.cgroups_root, &mut list)
+            .map_err(|e| io("cannot walk the cgroup tree".into())(e.into()))?;
+        if let Some(systemd) = &cfg.systemd {
+            let scopes = layout::scan_scopes(&systemd.slice_path, &mut list)
+                .map_err(|e| io(format!("cannot walk the slice {}", systemd.slice))(e.into()))?;
+            scan.containers.extend(scopes.containers);
+            scan.cgroups.extend(scopes.cgroups);
+        }
+        // Where each container found in the tree lives, to destroy the orphans.
+        let found: HashMap<&ContainerId, &std::path::PathBuf> =
+            scan.containers.iter().zip(scan.cgroups.iter()).collect();
         let plan = recovery::plan(
             &observations,
             &scan.containers,
@@ -332,7 +403,9 @@ impl Containerizer {
         for (decision, obs) in plan.decisions.into_iter().zip(observations) {
             let id = decision.id;
             if decision.destroy_cgroup {
-                if let Err(e) = launcher.cgroup(&id).destroy(timeout) {
+                let record = &obs.loaded.record;
+                let rel = launcher.cgroup_rel(record);
+                if let Err(e) = launcher.destroy(&rel, record.unit.as_deref(), true, timeout) {
                     tracing::warn!(container = %id, error = %error_chain(&e), "cannot destroy cgroup of ended container");
                 }
             }
@@ -384,14 +457,18 @@ impl Containerizer {
         drop(entries);
 
         for orphan in plan.orphans {
-            let cg = launcher.cgroup(&orphan);
-            tracing::warn!(container = %orphan, cgroup = %cg.path().display(), "destroying unknown container cgroup (no checkpoint knows it)");
-            if let Err(e) = cg.destroy(timeout) {
-                tracing::warn!(cgroup = %cg.path().display(), error = %error_chain(&e), "cannot destroy orphan cgroup");
+            let Some(rel) = found.get(&orphan).map(|p| p.to_path_buf()) else {
+                continue;
+            };
+            let unit = (!orphan.is_nested()
+                && Launcher::delegation_base(&rel) != std::path::Path::new(""))
+            .then(|| layout::scope_name(&orphan));
+            let path = cfg.hierarchy.cgroup(&rel).path().display().to_string();
+            tracing::warn!(container = %orphan, cgroup = %path, unit = ?unit, "destroying unknown container (no checkpoint knows it)");
+            if let Err(e) = launcher.destroy(&rel, unit.as_deref(), true, timeout) {
+                tracing::warn!(cgroup = %path, error = %error_chain(&e), "cannot destroy orphan container");
             }
-            report
-                .orphans_destroyed
-                .push(cg.path().display().to_string());
+            report.orphans_destroyed.push(path);
         }
         for foreign in plan.foreign {
             let cg = cfg.hierarchy.cgroup(&foreign);
@@ -480,12 +557,23 @@ impl Containerizer {
                 .get(p)
                 .is_none_or(|e| e.killed || !matches!(e.phase, Phase::Running))
         });
+        let record = self.entries().get(&id).map(|e| e.record.clone());
         let termination = tokio::task::spawn_blocking(move || {
             let exit = inner.launcher.runtime.exit(&cid);
-            let cgroup = inner.launcher.cgroup(&cid);
-            let limitation = isolate::memory_limitation(&cgroup);
-            if let Err(e) = cgroup.destroy(inner.cfg.destroy_timeout) {
-                tracing::warn!(container = %cid, error = %error_chain(&e), "cannot destroy container cgroup");
+            let limitation = record.as_ref().and_then(|r| {
+                let exit = exit.as_ref().ok().and_then(|e| e.as_ref());
+                isolate::limitation_at_exit(exit, &inner.launcher.cgroup_of(r))
+            });
+            if let Some(r) = &record {
+                let rel = inner.launcher.cgroup_rel(r);
+                if let Err(e) = inner.launcher.destroy(
+                    &rel,
+                    r.unit.as_deref(),
+                    false,
+                    inner.cfg.destroy_timeout,
+                ) {
+                    tracing::warn!(container = %cid, error = %error_chain(&e), "cannot destroy container cgroup");
+                }
             }
             let termination = match exit {
                 Ok(Some(exit)) => TerminationRecord {
@@ -579,6 +667,11 @@ impl Containerizer {
         } else {
             ContainerLimits::default()
         };
+        let parent = id
+            .parent
+            .as_deref()
+            .and_then(|p| self.entries().get(p).map(|e| e.record.clone()));
+        let (cgroup, unit) = self.inner.launcher.place(&id, parent.as_ref())?;
         let record = ContainerRecord {
             version: VERSION,
             container_id: id.clone(),
@@ -588,6 +681,8 @@ impl Containerizer {
             limits: req.limits,
             sandbox,
             launched_at: now_secs(),
+            cgroup: Some(cgroup),
+            unit,
         };
         {
             let mut entries = self.entries();
@@ -653,6 +748,10 @@ impl Containerizer {
             }
             Err(e) => {
                 self.entries().remove(&id);
+                self.inner
+                    .metrics
+                    .launch_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 Err(e)
             }
         }
@@ -692,7 +791,7 @@ impl Containerizer {
         let cid = id.clone();
         let (record, limits, unenforced) = tokio::task::spawn_blocking(move || {
             let launcher = &inner.launcher;
-            let cgroup = launcher.cgroup(&cid);
+            let cgroup = launcher.cgroup_of(&record);
             if let Some(memory) = limits.memory.as_mut() {
                 let current = isolate::memory_max(&cgroup);
                 let usage = cgroup.memory_current().ok().flatten().unwrap_or(0);
@@ -709,13 +808,21 @@ impl Containerizer {
                     }
                 }
             }
-            let relative = layout::cgroup_path(&launcher.cgroups_root, &cid);
-            let (_, unenforced) = isolate::create_limited(
+            let relative = launcher.cgroup_rel(&record);
+            let (_, unenforced) = isolate::create_limited_within(
                 &launcher.hierarchy,
+                &Launcher::delegation_base(&relative),
                 &relative,
                 &limits,
                 &launcher.isolation,
             )?;
+            if let (Some(unit), Some(scopes)) = (&record.unit, &launcher.scopes) {
+                scopes
+                    .set_resources(unit, &limits.scope_properties(&launcher.isolation))
+                    .map_err(|e| {
+                        ContainerError::internal(format!("cannot update systemd scope {unit}"), e)
+                    })?;
+            }
             let record = ContainerRecord {
                 resources: req.resources,
                 limits: req.limits,
@@ -774,6 +881,7 @@ impl Containerizer {
                 Phase::Running => {}
             }
             let supervisor = entry.supervisor;
+            let record = entry.record.clone();
             if matches!(signal, None | Some(libc::SIGKILL)) {
                 // Nested containers die with it; mark them before their monitors fire.
                 for (k, e) in entries.iter_mut() {
@@ -782,18 +890,15 @@ impl Containerizer {
                     }
                 }
             }
-            supervisor
+            (supervisor, record)
         };
+        let (supervisor, record) = supervisor;
         match signal.unwrap_or(libc::SIGKILL) {
             libc::SIGKILL => {
                 let inner = self.inner.clone();
-                let cid = id.clone();
-                tokio::task::spawn_blocking(move || inner.launcher.cgroup(&cid).kill())
+                tokio::task::spawn_blocking(move || inner.launcher.kill(&record))
                     .await
-                    .map_err(blocking_failed)?
-                    .map_err(|e| {
-                        ContainerError::internal(format!("cannot kill container {id}"), e)
-                    })?;
+                    .map_err(blocking_failed)??;
                 tracing::info!(container = %id, "container killed");
                 Ok(())
             }
@@ -869,6 +974,7 @@ impl Containerizer {
             ContainerLimits,
             Vec<String>,
             Option<SupervisorRecord>,
+            ContainerRecord,
         );
         let running: Vec<Listed> = {
             let entries = self.entries();
@@ -885,6 +991,7 @@ impl Containerizer {
                         e.limits.clone(),
                         e.unenforced.clone(),
                         e.supervisor,
+                        e.record.clone(),
                     )
                 })
                 .collect();
@@ -895,8 +1002,8 @@ impl Containerizer {
         tokio::task::spawn_blocking(move || {
             running
                 .into_iter()
-                .map(|(id, limits, unenforced, sup)| {
-                    let usage = isolate::read_usage(&inner.launcher.cgroup(&id));
+                .map(|(id, limits, unenforced, sup, record)| {
+                    let usage = isolate::read_usage(&inner.launcher.cgroup_of(&record));
                     ContainerEntry {
                         container_status: ContainerStatus {
                             container_id: id.clone(),
@@ -911,6 +1018,31 @@ impl Containerizer {
         })
         .await
         .unwrap_or_default()
+    }
+
+    /// Metrics, by Mesos's names where Mesos has one.
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        let (running, ended) = {
+            let entries = self.entries();
+            let running = entries
+                .values()
+                .filter(|e| !matches!(e.phase, Phase::Ended(_)))
+                .count();
+            (running, entries.len() - running)
+        };
+        let m = &self.inner.metrics;
+        BTreeMap::from([
+            ("containerizer/containers_running".into(), running as f64),
+            ("containerizer/containers_ended".into(), ended as f64),
+            (
+                "containerizer/recovery/misplaced_containers".into(),
+                m.misplaced.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "slave/container_launch_errors".into(),
+                m.launch_errors.load(Ordering::Relaxed) as f64,
+            ),
+        ])
     }
 
     /// Ids of containers that are not ended, parents first.
@@ -941,6 +1073,21 @@ impl Containerizer {
         }
         Ok(all.len())
     }
+}
+
+/// Where process `pid` lives when that is not `expected` (both relative to the mount), as
+/// long as `pid` is still the process that started at `start_time`.
+fn misplaced(
+    hierarchy: &Hierarchy,
+    pid: i32,
+    start_time: u64,
+    expected: &std::path::Path,
+) -> Option<String> {
+    if !(ProcessIdentity { pid, start_time }).is_current() {
+        return None;
+    }
+    let actual = hierarchy.cgroup_of_pid(pid).ok()?;
+    (actual != expected).then(|| format!("/{}", actual.display()))
 }
 
 fn is_descendant(candidate: &ContainerId, ancestor: &ContainerId) -> bool {

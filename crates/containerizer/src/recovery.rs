@@ -109,7 +109,7 @@ pub fn plan(
             (obs.supervisor, obs.supervisor_alive, parent_ended)
         {
             Outcome::Reattach(sup)
-        } else if let Some(exit) = obs.exit {
+        } else if let Some(exit) = &obs.exit {
             Outcome::Ended {
                 termination: TerminationRecord {
                     version: VERSION,
@@ -204,6 +204,8 @@ mod tests {
                     limits: Default::default(),
                     sandbox: PathBuf::from("/s"),
                     launched_at: 1.0,
+                    cgroup: None,
+                    unit: None,
                 },
                 supervisor: None,
                 termination: None,
@@ -253,6 +255,7 @@ mod tests {
             version: VERSION,
             wait_status: 9,
             exited_at: 3.0,
+            oom: None,
         });
         exited.limitation = Some(oom.clone());
         let p = plan(
@@ -305,6 +308,7 @@ mod tests {
             version: VERSION,
             wait_status: 1792,
             exited_at: 9.0,
+            oom: None,
         });
         let mut o_lost = obs(l.clone());
         o_lost.supervisor = Some(sup());

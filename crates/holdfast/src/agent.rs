@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use holdfast_api::agent::Flag;
 use holdfast_api::v1::VersionInfo;
 use holdfast_cgroups::Hierarchy;
+use holdfast_containerizer::scope::SystemdSettings;
 use holdfast_containerizer::{Config, Containerizer};
 use holdfast_isolation::{parse_isolation, Settings as LimitSettings};
 
@@ -82,6 +83,7 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     for dir in [&flags.work_dir, &flags.runtime_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    let systemd = systemd_settings(&flags)?;
     let supervisor_exe = supervisor_exe(flags.launcher_dir.as_deref())?;
     let workload_nofile = reserve_descriptors();
     let cfg = Config {
@@ -96,6 +98,7 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         workload_nofile,
         isolation,
         limit_settings,
+        systemd,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -103,6 +106,37 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(flags, cfg))
+}
+
+/// Whether containers become systemd scopes (`--systemd_enable_support`, by default when
+/// systemd is the init system), and in which slice. Checked at start: a slice name systemd
+/// would refuse or a systemd that cannot be reached stops the agent here rather than
+/// failing every launch.
+fn systemd_settings(flags: &AgentFlags) -> anyhow::Result<Option<SystemdSettings>> {
+    let booted = holdfast_systemd::detect::booted_at(&flags.systemd_runtime_directory);
+    if !flags.systemd_enable_support.unwrap_or(booted) {
+        if booted {
+            tracing::warn!("--systemd_enable_support=false on a systemd host: containers live under --cgroups_root, inside the agent's unit unless it runs elsewhere, and a `systemctl stop` of that unit kills them");
+        }
+        return Ok(None);
+    }
+    if !booted {
+        bail!(
+            "--systemd_enable_support=true, but systemd is not the init system here ({} does not exist); leave the flag out or set it to false",
+            flags.systemd_runtime_directory.display()
+        );
+    }
+    let slice = flags.systemd_containers_slice.clone();
+    holdfast_systemd::names::validate_slice_name(&slice)
+        .map_err(|e| anyhow::anyhow!("--systemd_containers_slice: {e}"))?;
+    let version = holdfast_systemd::Connection::system()
+        .and_then(|mut c| c.version())
+        .context("cannot talk to systemd over D-Bus, which containers in systemd scopes need (or pass --systemd_enable_support=false)")?;
+    tracing::info!(systemd = %version, slice = %slice, "containers run as systemd scopes");
+    Ok(Some(SystemdSettings {
+        slice_path: holdfast_systemd::names::slice_cgroup_path(&slice),
+        slice,
+    }))
 }
 
 /// The `--cgroups_*` flags as isolation settings, refused at start when out of range
@@ -238,6 +272,10 @@ async fn serve(flags: AgentFlags, cfg: Config) -> anyhow::Result<ExitCode> {
         "recovery complete; serving on {addr}"
     );
     state.recovered(c);
+    notify(&format!(
+        "READY=1\nSTATUS=serving on {addr}; {} containers recovered",
+        report.reattached
+    ));
 
     server
         .await
@@ -260,6 +298,14 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+    notify("STOPPING=1\nSTATUS=stopping; containers keep running");
+}
+
+/// Tells systemd (a `Type=notify` service) how the agent is doing; nothing without it.
+fn notify(state: &str) {
+    if let Err(e) = holdfast_systemd::notify(state) {
+        tracing::warn!(error = %e, "cannot notify systemd");
     }
 }
 

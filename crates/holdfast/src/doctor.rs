@@ -39,9 +39,16 @@ fn yes(b: bool) -> &'static str {
 pub fn run(flags: DoctorFlags) -> anyhow::Result<ExitCode> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let systemd = std::path::Path::new("/run/systemd/system").is_dir();
+    let systemd = holdfast_systemd::detect::booted();
     println!("running as root:        {}", yes(root));
     println!("systemd as PID 1:       {}", yes(systemd));
+    if systemd {
+        // What containers as scopes need: systemd reachable over D-Bus.
+        match holdfast_systemd::Connection::system().and_then(|mut c| c.version()) {
+            Ok(v) => println!("systemd version:        {v} (containers become scopes)"),
+            Err(e) => println!("systemd version:        unknown: cannot reach systemd over D-Bus ({e}); the agent will not start with --systemd_enable_support"),
+        }
+    }
     let hierarchy = match &flags.cgroups_hierarchy {
         Some(p) => Some(Hierarchy::at(p.clone())),
         None => Hierarchy::detect().ok(),

@@ -101,6 +101,24 @@ pub struct AgentFlags {
     /// Directory holding `holdfast-supervisor`; by default the one `holdfast` runs from.
     #[arg(long = "launcher_dir", env = "HOLDFAST_LAUNCHER_DIR")]
     pub launcher_dir: Option<PathBuf>,
+    /// Make each container a systemd scope of its own, so that it outlives the agent's
+    /// service (`systemctl restart`). Default: on when systemd is the init system.
+    #[arg(long = "systemd_enable_support", env = "HOLDFAST_SYSTEMD_ENABLE_SUPPORT", action = clap::ArgAction::Set)]
+    pub systemd_enable_support: Option<bool>,
+    /// The slice the containers' scopes go in; its limits cap all containers together.
+    #[arg(
+        long = "systemd_containers_slice",
+        env = "HOLDFAST_SYSTEMD_CONTAINERS_SLICE",
+        default_value = "holdfast_containers.slice"
+    )]
+    pub systemd_containers_slice: String,
+    /// systemd's runtime directory, whose presence means systemd is the init system.
+    #[arg(
+        long = "systemd_runtime_directory",
+        env = "HOLDFAST_SYSTEMD_RUNTIME_DIRECTORY",
+        default_value = "/run/systemd/system"
+    )]
+    pub systemd_runtime_directory: PathBuf,
     /// Log level: ERROR, WARNING, INFO or DEBUG (also an env-filter directive).
     #[arg(
         long = "logging_level",
@@ -172,6 +190,20 @@ impl AgentFlags {
             ),
             ("runtime_dir".into(), self.runtime_dir.display().to_string()),
             ("strict".into(), self.strict.to_string()),
+            (
+                "systemd_containers_slice".into(),
+                self.systemd_containers_slice.clone(),
+            ),
+            (
+                "systemd_enable_support".into(),
+                self.systemd_enable_support
+                    .map(|b| b.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "systemd_runtime_directory".into(),
+                self.systemd_runtime_directory.display().to_string(),
+            ),
             ("work_dir".into(), self.work_dir.display().to_string()),
         ];
         v.retain(|(_, value)| !value.is_empty());

@@ -55,10 +55,7 @@ fn fifty_containers_survive_kill_9_of_the_agent() {
         let id = format!("c{i:02}");
         assert_eq!(agent.kill(cid(&id), None).0, 200);
         assert_eq!(agent.wait(cid(&id))["wait_container"]["exit_status"], 9);
-        assert!(
-            !agent.cgroup_root().join(&id).exists(),
-            "cgroup of {id} removed"
-        );
+        assert!(!agent.cgroup(&id).exists(), "cgroup of {id} removed");
     }
     for pid in before {
         assert!(is_dead(pid), "pid {pid} still running");
@@ -74,14 +71,8 @@ fn recovery_destroys_orphans_and_cleans_up_gone_containers() {
     agent.kill9();
 
     // An unknown cgroup with a process in it, and a container killed behind our back.
-    let orphan = agent.cgroup_root().join("unknown");
-    std::fs::create_dir(&orphan).expect("orphan cgroup");
-    let mut stray = std::process::Command::new("sleep")
-        .arg("1000")
-        .spawn()
-        .expect("sleep");
-    std::fs::write(orphan.join("cgroup.procs"), stray.id().to_string()).expect("move stray");
-    std::fs::write(agent.cgroup_root().join("gone/cgroup.kill"), "1").expect("kill gone");
+    let (orphan, mut stray) = agent.start_orphan("unknown");
+    std::fs::write(agent.cgroup("gone").join("cgroup.kill"), "1").expect("kill gone");
     wait_until("gone's processes to die", Duration::from_secs(5), || {
         agent.leaf_pids("gone").is_empty()
     });
@@ -90,10 +81,7 @@ fn recovery_destroys_orphans_and_cleans_up_gone_containers() {
     assert!(!orphan.exists(), "orphan cgroup destroyed");
     let status = stray.wait().expect("stray reaped");
     assert!(!status.success(), "the orphan's process was killed");
-    assert!(
-        !agent.cgroup_root().join("gone").exists(),
-        "stale cgroup removed"
-    );
+    assert!(!agent.cgroup("gone").exists(), "stale cgroup removed");
     assert_eq!(agent.listed(), vec!["kept".to_string()]);
     let gone = agent.wait(cid("gone"));
     assert!(
@@ -151,7 +139,7 @@ fn truncated_checkpoint_fails_strict_recovery_and_is_skipped_otherwise() {
     agent.restart();
     assert_eq!(agent.listed(), vec!["good".to_string()]);
     assert!(
-        !agent.cgroup_root().join("torn").exists(),
+        !agent.cgroup("torn").exists(),
         "the unknown container is destroyed"
     );
 }
@@ -174,17 +162,14 @@ fn killing_a_container_kills_forks_and_daemons() {
     wait_until("every process dead", Duration::from_secs(5), || {
         pids.iter().all(|&p| is_dead(p))
     });
-    assert!(
-        !agent.cgroup_root().join("forky").exists(),
-        "cgroup removed"
-    );
+    assert!(!agent.cgroup("forky").exists(), "cgroup removed");
 }
 
 #[test]
 fn a_finished_container_takes_its_leftovers_with_it() {
     let Some(mount) = cgroup2() else { return };
     let agent = Agent::start(&mount, &[]);
-    agent.launch("leaver", "(setsid sleep 1000 &) ; sleep 0.2; exit 3");
+    agent.launch("leaver", "(setsid sleep 1000 &) ; sleep 2; exit 3");
     wait_until("daemon", Duration::from_secs(5), || {
         agent.leaf_pids("leaver").len() >= 3
     });
@@ -196,7 +181,7 @@ fn a_finished_container_takes_its_leftovers_with_it() {
     wait_until("leftovers dead", Duration::from_secs(5), || {
         pids.iter().all(|&p| is_dead(p))
     });
-    assert!(!agent.cgroup_root().join("leaver").exists());
+    assert!(!agent.cgroup("leaver").exists());
 }
 
 #[test]
@@ -265,7 +250,7 @@ fn bad_input_gets_a_4xx_and_running_work_is_untouched() {
 
     // The failed argv launch left nothing behind: the id is free and unknown.
     assert_eq!(agent.listed(), vec!["busy".to_string()]);
-    assert!(!agent.cgroup_root().join("argv").exists());
+    assert!(!agent.cgroup("argv").exists());
     assert_eq!(
         agent.leaf_pids("busy"),
         pids,
@@ -349,8 +334,8 @@ fn nested_containers_live_and_die_with_their_parent() {
     let (status, body) = agent.call(launch_body("child", Some("parent"), "sleep 1000"));
     assert_eq!(status, 200, "{body}");
     assert!(agent
-        .cgroup_root()
-        .join("parent/containers/child/leaf")
+        .cgroup("parent")
+        .join("containers/child/leaf")
         .exists());
     agent.kill9();
     agent.restart();
@@ -428,7 +413,7 @@ fn recover_cleanup_destroys_everything_and_exits() {
     wait_until("all dead", Duration::from_secs(5), || {
         pids.iter().all(|&p| is_dead(p))
     });
-    assert!(!agent.cgroup_root().join("a").exists() && !agent.cgroup_root().join("b").exists());
+    assert!(!agent.cgroup("a").exists() && !agent.cgroup("b").exists());
 }
 
 #[test]

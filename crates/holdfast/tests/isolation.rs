@@ -86,7 +86,7 @@ fn limits_land_in_the_container_cgroup() {
         json!([scalar("cpus", 0.5), scalar("mem", 64.0)]),
         json!({"cpus": {"value": 1.5}, "mem": {"value": 128}}),
     );
-    let cg = agent.cgroup_root().join("shaped");
+    let cg = agent.cgroup("shaped");
     assert_eq!(read(&cg.join("cpu.weight")), "50");
     assert_eq!(read(&cg.join("cpu.max")), "150000 100000");
     assert_eq!(read(&cg.join("memory.max")), (128u64 << 20).to_string());
@@ -178,7 +178,7 @@ fn a_busy_loop_limited_to_half_a_cpu_uses_half_a_cpu() {
         json!([scalar("cpus", 0.5)]),
         json!({"cpus": {"value": 0.5}}),
     );
-    let cg = agent.cgroup_root().join("spin");
+    let cg = agent.cgroup("spin");
     let rate = cpu_rates(std::slice::from_ref(&cg), 5.0)[0];
     assert!((0.45..=0.55).contains(&rate), "used {rate:.3} cpus");
     let stat = read(&cg.join("cpu.stat"));
@@ -204,9 +204,8 @@ fn weights_split_a_contended_cpu_one_to_three() {
             json!({}),
         );
     }
-    let root = agent.cgroup_root();
-    assert_eq!(read(&root.join("light/cpuset.cpus")), "0");
-    let rates = cpu_rates(&[root.join("light"), root.join("heavy")], 5.0);
+    assert_eq!(read(&agent.cgroup("light").join("cpuset.cpus")), "0");
+    let rates = cpu_rates(&[agent.cgroup("light"), agent.cgroup("heavy")], 5.0);
     let ratio = rates[1] / rates[0];
     assert!(
         (2.7..=3.3).contains(&ratio),
@@ -225,7 +224,7 @@ fn a_fork_bomb_stops_at_pids_max_and_the_host_keeps_working() {
         json!([scalar("pids", 64.0)]),
         json!({}),
     );
-    let cg = agent.cgroup_root().join("bomb");
+    let cg = agent.cgroup("bomb");
     wait_until("the bomb to hit pids.max", Duration::from_secs(60), || {
         read(&cg.join("pids.events"))
             .lines()
@@ -263,7 +262,7 @@ fn limits_and_oom_detection_survive_an_agent_restart() {
         "REASON_CONTAINER_LIMITATION_MEMORY"
     );
     launch_with(&agent, "late", hog, json!([scalar("mem", 48.0)]), json!({}));
-    let cg = agent.cgroup_root().join("late");
+    let cg = agent.cgroup("late");
     let max = read(&cg.join("memory.max"));
     agent.kill9();
     agent.restart();
@@ -322,10 +321,7 @@ fn limits_that_are_not_enforced_are_named_in_the_status() {
         pids_named, !offers_pids,
         "the pids limit is named exactly when the host lacks the controller: {body}"
     );
-    assert_eq!(
-        agent.cgroup_root().join("loose/pids.max").exists(),
-        offers_pids
-    );
+    assert_eq!(agent.cgroup("loose").join("pids.max").exists(), offers_pids);
 }
 
 #[test]
@@ -355,7 +351,7 @@ fn io_max_holds_writes_to_the_limit() {
         json!([scalar("cpus", 0.5)]),
         json!({"io_write_bps": {"value": LIMIT}}),
     );
-    let io_max = read(&agent.cgroup_root().join("writer/io.max"));
+    let io_max = read(&agent.cgroup("writer").join("io.max"));
     assert!(io_max.contains(&format!("wbps={LIMIT}")), "{io_max}");
     let wait = agent.wait(cid("writer"));
     let secs = start.elapsed().as_secs_f64();
@@ -396,7 +392,7 @@ fn a_nested_container_that_does_not_share_cgroups_gets_limits_of_its_own() {
         "exec dd if=/dev/zero of=/dev/null bs=200M count=1",
     );
     assert_eq!(status, 200, "{body}");
-    let parent = agent.cgroup_root().join("parent");
+    let parent = agent.cgroup("parent");
     assert_eq!(read(&parent.join("memory.max")), (256u64 << 20).to_string());
     // Sharing: no limit of its own; the parent's applies.
     let sharing = parent.join("containers/sharing");
@@ -445,7 +441,7 @@ fn limits_are_updated_live_and_memory_is_lowered_only_when_asked() {
         json!([scalar("cpus", 0.5), scalar("mem", 160.0)]),
         json!({}),
     );
-    let cg = agent.cgroup_root().join("grow");
+    let cg = agent.cgroup("grow");
     wait_until("dd to fill its buffer", Duration::from_secs(60), || {
         read(&cg.join("memory.current"))
             .parse::<u64>()

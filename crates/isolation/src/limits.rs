@@ -330,6 +330,27 @@ impl ContainerLimits {
 
     /// The interface-file writes for the controllers in `enabled`, in the order they must
     /// be written.
+    /// What must also be set on a systemd scope holding the container, as systemd's
+    /// property names: weights only count between siblings and `memory.low` is capped by
+    /// the parent's, so the values inside the scope alone would not compete with other
+    /// containers (each scope is their sibling, not the container's cgroup).
+    pub fn scope_properties(&self, enabled: &Controllers) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        if let (Some(cpu), true) = (&self.cpu, enabled.contains(Controller::Cpu)) {
+            out.push(("CPUWeight".to_string(), cpu.weight));
+        }
+        if let (Some(w), true) = (
+            self.io.as_ref().and_then(|io| io.weight),
+            enabled.contains(Controller::Io),
+        ) {
+            out.push(("IOWeight".to_string(), w));
+        }
+        if let (Some(mem), true) = (&self.memory, enabled.contains(Controller::Memory)) {
+            out.push(("MemoryLow".to_string(), mem.low));
+        }
+        out
+    }
+
     pub fn writes(&self, enabled: &Controllers) -> Vec<FileWrite> {
         let mut out = Vec::new();
         let mut write = |controller: Controller, file: &str, value: String| {
@@ -954,6 +975,11 @@ mod tests {
             files(&l),
             pairs(&[("cpu.weight", "50"), ("cpu.max", "max 100000")])
         );
+        assert_eq!(
+            l.scope_properties(&Controllers::all()),
+            vec![("CPUWeight".to_string(), 50)]
+        );
+        assert!(l.scope_properties(&Controllers::default()).is_empty());
         // Requests are summed by name.
         let l = compute(&[scalar("cpus", 0.25), scalar("cpus", 1.0)], &[]);
         assert_eq!(l.cpu.map(|c| c.weight), Some(125));

@@ -20,4 +20,4 @@
 pub mod run;
 pub mod spec;
 
-pub use spec::{RlimitSpec, SupervisorSpec, UserSpec, READY_FD, SPEC_VERSION};
+pub use spec::{RlimitSpec, SupervisorSpec, UserSpec, GO_FD, READY_FD, SPEC_VERSION};

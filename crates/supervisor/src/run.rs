@@ -1,7 +1,7 @@
 //! The supervisor's main loop.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
@@ -9,11 +9,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use holdfast_cgroups::Cgroup;
+use holdfast_checkpoint::records::OomEvidence;
 use holdfast_checkpoint::records::{now_secs, VERSION};
 use holdfast_checkpoint::{ExitRecord, RuntimeStore, SupervisorRecord};
 use holdfast_process::ProcessIdentity;
 
-use crate::spec::{SupervisorSpec, READY_FD, SPEC_VERSION};
+use crate::spec::{SupervisorSpec, GO_FD, READY_FD, SPEC_VERSION};
 
 /// Runs the supervisor for the runtime dir `dir`; returns the process exit code.
 pub fn main(dir: &Path) -> i32 {
@@ -36,6 +38,10 @@ pub fn main(dir: &Path) -> i32 {
             return 1;
         }
     };
+    if !wait_for_go() {
+        // The agent gave up on this launch (or died) before placing us: run nothing.
+        return 1;
+    }
     let supervisor = match Supervisor::start(dir, &spec) {
         Ok(s) => s,
         Err(e) => {
@@ -45,6 +51,25 @@ pub fn main(dir: &Path) -> i32 {
     };
     ready.ok();
     supervisor.run(dir, &spec)
+}
+
+/// Waits for the agent's go on [`GO_FD`] when it passed one; false if the pipe closed.
+fn wait_for_go() -> bool {
+    // SAFETY: F_GETFD only queries whether the fd is open.
+    if unsafe { libc::fcntl(GO_FD, libc::F_GETFD) } < 0 {
+        return true;
+    }
+    // SAFETY: the agent passed this fd to us; nothing else in this process owns it, and
+    // the File closes it before the workload starts.
+    let mut go = unsafe { File::from_raw_fd(GO_FD) };
+    let mut byte = [0u8; 1];
+    loop {
+        match go.read(&mut byte) {
+            Ok(1) => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            _ => return false,
+        }
+    }
 }
 
 struct Ready(Option<File>);
@@ -249,6 +274,7 @@ impl Supervisor {
             version: VERSION,
             wait_status: status,
             exited_at: now_secs(),
+            oom: oom_evidence(&spec.leaf_cgroup),
         };
         let code = match RuntimeStore::save_exit(dir, &exit) {
             Ok(()) => 0,
@@ -353,6 +379,26 @@ fn kill_leaf_except_self(leaf: &Path, workload: i32) -> Option<i32> {
         status = status.or(reap(workload));
     }
     status.or(reap(workload))
+}
+
+/// The OOM killer's traces in the container's cgroup (the leaf's parent, which holds the
+/// limits), if it struck. Read while the supervisor still keeps the cgroup populated.
+fn oom_evidence(leaf: &Path) -> Option<OomEvidence> {
+    let cgroup = Cgroup::new(leaf.parent()?);
+    let events = cgroup.memory_events().ok().flatten()?;
+    let kills = events.get("oom_kill").copied().unwrap_or(0);
+    if kills == 0 {
+        return None;
+    }
+    Some(OomEvidence {
+        kills,
+        max: cgroup
+            .read("memory.max")
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok()),
+        peak: cgroup.memory_peak().ok().flatten(),
+        stat: cgroup.memory_stat().ok().flatten().unwrap_or_default(),
+    })
 }
 
 /// Sets this process's `oom_score_adj` to -1000 and returns the value it had, or `None`

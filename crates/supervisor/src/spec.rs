@@ -9,6 +9,11 @@ pub const SPEC_VERSION: u32 = 2;
 /// The fd on which the supervisor reports that the workload started (or why not).
 pub const READY_FD: i32 = 3;
 
+/// When open, the supervisor waits for one byte on it before it starts the workload, and
+/// exits without starting it if the pipe closes first: the agent first moves it into the
+/// container's systemd scope and cgroups.
+pub const GO_FD: i32 = 4;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SupervisorSpec {
     pub version: u32,

@@ -78,17 +78,23 @@ pub struct Agent {
 impl Agent {
     /// Starts an agent and waits until it serves.
     pub fn start(mount: &Path, extra: &[&str]) -> Agent {
+        let mut a = Agent::prepare(mount, extra);
+        a.restart();
+        a
+    }
+
+    /// An agent's dirs, names and port, not started: for running it some other way (as a
+    /// systemd service). Dropping it still cleans up what it launched.
+    pub fn prepare(mount: &Path, extra: &[&str]) -> Agent {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let mut a = Agent {
+        Agent {
             mount: mount.to_path_buf(),
             root: format!("holdfast-test-{}-{n}", std::process::id()),
             dir: tempfile::tempdir().expect("tempdir"),
-            port: 0,
+            port: free_port(),
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        a.restart();
-        a
+        }
     }
 
     pub fn work_dir(&self) -> PathBuf {
@@ -103,6 +109,75 @@ impl Agent {
         self.mount.join(&self.root)
     }
 
+    /// Whether this agent puts containers in systemd scopes (its default where systemd
+    /// is the init system).
+    pub fn systemd(&self) -> bool {
+        systemd_booted()
+            && !self
+                .extra
+                .iter()
+                .any(|a| a == "--systemd_enable_support=false")
+    }
+
+    /// Each test agent has a slice of its own, so that recoveries never meet another
+    /// test's scopes.
+    pub fn slice(&self) -> String {
+        format!("{}.slice", self.root.replace('-', "_"))
+    }
+
+    /// The cgroup of top-level container `id` (its limits), under either layout.
+    pub fn cgroup(&self, id: &str) -> PathBuf {
+        if self.systemd() {
+            self.mount
+                .join(self.slice())
+                .join(format!("holdfast-{id}.scope"))
+                .join("container")
+        } else {
+            self.cgroup_root().join(id)
+        }
+    }
+
+    /// A running process in what looks like container `id` to this agent's recovery, with
+    /// no checkpoint behind it: a cgroup under the root, or a scope in the slice.
+    /// Returns the cgroup recovery must remove, and the process.
+    pub fn start_orphan(&self, id: &str) -> (PathBuf, Child) {
+        if self.systemd() {
+            let unit = format!("holdfast-{id}.scope");
+            let child = Command::new("systemd-run")
+                .args(["--scope", "--quiet", "-p", "Delegate=yes"])
+                .arg(format!("--unit={unit}"))
+                .arg(format!("--slice={}", self.slice()))
+                .args(["sleep", "1000"])
+                .spawn()
+                .expect("systemd-run");
+            let scope = self.mount.join(self.slice()).join(&unit);
+            let pid = child.id().to_string();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !std::fs::read_to_string(scope.join("cgroup.procs"))
+                .is_ok_and(|p| p.lines().any(|l| l == pid))
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "orphan scope {unit} never started"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (scope, child)
+        } else {
+            let orphan = self.cgroup_root().join(id);
+            std::fs::create_dir(&orphan).expect("orphan cgroup");
+            let child = Command::new("sleep").arg("1000").spawn().expect("sleep");
+            std::fs::write(orphan.join("cgroup.procs"), child.id().to_string())
+                .expect("move stray");
+            (orphan, child)
+        }
+    }
+
+    /// What the agent wrote to stderr (its log) so far, across restarts.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
     pub fn args(&self) -> Vec<String> {
         let mut v = vec![
             "agent".to_string(),
@@ -110,6 +185,7 @@ impl Agent {
             format!("--runtime_dir={}", self.runtime_dir().display()),
             format!("--cgroups_root={}", self.root),
             format!("--cgroups_hierarchy={}", self.mount.display()),
+            format!("--systemd_containers_slice={}", self.slice()),
             "--ip=127.0.0.1".to_string(),
             format!("--port={}", self.port),
             "--logging_level=WARNING".to_string(),
@@ -131,9 +207,15 @@ impl Agent {
     /// Starts (again) on a fresh port and waits for GET_HEALTH.
     pub fn restart(&mut self) {
         self.port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("agent log");
         let child = Command::new(BIN)
             .args(self.args())
             .stdin(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn agent");
         self.child = Some(child);
@@ -147,7 +229,7 @@ impl Agent {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("agent exited during start: {status}");
+                panic!("agent exited during start: {status}\n{}", self.log());
             }
             assert!(Instant::now() < deadline, "agent did not become healthy");
             std::thread::sleep(Duration::from_millis(10));
@@ -206,7 +288,7 @@ impl Agent {
     }
 
     pub fn leaf_pids(&self, id: &str) -> Vec<i32> {
-        let path = self.cgroup_root().join(id).join("leaf/cgroup.procs");
+        let path = self.cgroup(id).join("leaf/cgroup.procs");
         std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
@@ -240,6 +322,11 @@ impl Drop for Agent {
             .status();
         let _ = std::fs::remove_dir(self.cgroup_root());
     }
+}
+
+/// systemd is the init system here.
+pub fn systemd_booted() -> bool {
+    std::fs::symlink_metadata("/run/systemd/system").is_ok_and(|m| m.is_dir())
 }
 
 pub fn id_string(id: &Value) -> String {
