@@ -7,8 +7,8 @@ use holdfast_cgroups::{stats, Cgroup, Hierarchy};
 use holdfast_checkpoint::records::OomEvidence;
 use holdfast_checkpoint::ExitRecord;
 use holdfast_isolation::{
-    memory_limitation_message, memory_limitation_resources, oom_kills, CgroupUsage,
-    ContainerLimits, Controllers,
+    memory_limitation_message, memory_limitation_resources, CgroupUsage, ContainerLimits,
+    Controllers,
 };
 
 use crate::ContainerError;
@@ -122,18 +122,9 @@ pub fn memory_max(cgroup: &Cgroup) -> Option<u64> {
 /// Reads `memory.events` of a container's cgroup before it is destroyed: an `oom_kill`
 /// there means the OOM killer ended it, which Mesos reports as a memory limitation.
 pub fn memory_limitation(cgroup: &Cgroup) -> Option<Limitation> {
-    let events = cgroup.memory_events().ok().flatten()?;
-    if oom_kills(&events) == 0 {
-        return None;
-    }
-    let limit = memory_max(cgroup);
-    let peak = cgroup.memory_peak().ok().flatten();
-    let stat = cgroup.memory_stat().ok().flatten();
-    Some(Limitation {
-        reason: REASON_MEMORY,
-        message: memory_limitation_message(limit, peak, stat.as_ref()),
-        resources: memory_limitation_resources(limit),
-    })
+    holdfast_supervisor::oom_evidence(cgroup.path())
+        .as_ref()
+        .and_then(recorded_memory_limitation)
 }
 
 /// The same from what the supervisor recorded at exit, for when the cgroup is gone.

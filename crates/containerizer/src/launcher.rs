@@ -549,3 +549,94 @@ fn resolve_user(name: &str) -> Result<UserSpec, ContainerError> {
         groups: user.groups,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::SystemdSettings;
+    use holdfast_checkpoint::records::VERSION;
+
+    fn launcher(systemd: bool) -> Launcher {
+        Launcher {
+            hierarchy: Hierarchy::at("/nonexistent"),
+            cgroups_root: PathBuf::from("hf"),
+            runtime: RuntimeStore::new(Path::new("/nonexistent")),
+            supervisor_exe: PathBuf::from("/nonexistent"),
+            grace_period: Duration::from_secs(1),
+            workload_nofile: None,
+            isolation: Controllers::default(),
+            scopes: systemd.then(|| {
+                Scopes::new(SystemdSettings {
+                    slice: "a-b.slice".into(),
+                    slice_path: PathBuf::from("a.slice/a-b.slice"),
+                })
+            }),
+        }
+    }
+
+    fn record(id: ContainerId, cgroup: Option<&str>) -> ContainerRecord {
+        ContainerRecord {
+            version: VERSION,
+            container_id: id,
+            command: None,
+            resources: Vec::new(),
+            container: None,
+            limits: Default::default(),
+            sandbox: PathBuf::from("/s"),
+            launched_at: 0.0,
+            cgroup: cgroup.map(PathBuf::from),
+            unit: None,
+        }
+    }
+
+    #[test]
+    fn placement_follows_the_mode_and_the_parent() {
+        let top = ContainerId::new("c");
+        assert_eq!(
+            launcher(false).place(&top, None).expect("place"),
+            (PathBuf::from("hf/c"), None)
+        );
+        assert_eq!(
+            launcher(true).place(&top, None).expect("place"),
+            (
+                PathBuf::from("a.slice/a-b.slice/holdfast-c.scope/container"),
+                Some("holdfast-c.scope".to_string())
+            )
+        );
+        // A nested container goes where its parent was launched, whatever the mode now.
+        let parent = record(top.clone(), Some("x.slice/holdfast-c.scope/container"));
+        assert_eq!(
+            launcher(false)
+                .place(&top.child("n"), Some(&parent))
+                .expect("place"),
+            (
+                PathBuf::from("x.slice/holdfast-c.scope/container/containers/n"),
+                None
+            )
+        );
+        // Records from before the cgroup was recorded: the --cgroups_root layout.
+        assert_eq!(
+            launcher(true).cgroup_rel(&record(top, None)),
+            PathBuf::from("hf/c")
+        );
+    }
+
+    #[test]
+    fn ids_too_long_for_a_unit_name_are_refused_under_systemd() {
+        let long = ContainerId::new("x".repeat(holdfast_api::v1::MAX_ID_LEN));
+        assert!(matches!(
+            launcher(true).place(&long, None),
+            Err(ContainerError::Invalid(m)) if m.contains("too long for a systemd unit name")
+        ));
+        assert!(launcher(false).place(&long, None).is_ok());
+    }
+
+    #[test]
+    fn controllers_are_delegated_from_the_scope_down() {
+        assert_eq!(
+            Launcher::delegation_base(Path::new("s.slice/holdfast-c.scope/container/containers/n")),
+            PathBuf::from("s.slice/holdfast-c.scope")
+        );
+        assert_eq!(Launcher::delegation_base(Path::new("hf/c")), PathBuf::new());
+    }
+}

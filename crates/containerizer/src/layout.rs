@@ -196,6 +196,18 @@ mod tests {
         );
     }
 
+    /// A directory listing from a map of path to children.
+    fn lister<'a>(
+        tree: &'a BTreeMap<&str, Vec<&str>>,
+    ) -> impl FnMut(&Path) -> Result<Vec<String>, ()> + 'a {
+        move |p: &Path| {
+            Ok(tree
+                .get(p.to_str().expect("utf8"))
+                .map(|v| v.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default())
+        }
+    }
+
     #[test]
     fn scoped_paths() {
         let id = ContainerId::new("a-1").child("b");
@@ -236,12 +248,7 @@ mod tests {
                 vec!["leaf"],
             ),
         ]);
-        let mut list = |p: &Path| -> Result<Vec<String>, ()> {
-            Ok(tree
-                .get(p.to_str().expect("utf8"))
-                .map(|v| v.iter().map(|s| s.to_string()).collect())
-                .unwrap_or_default())
-        };
+        let mut list = lister(&tree);
         let scan = scan_scopes(Path::new("s.slice"), &mut list).expect("scan");
         assert_eq!(
             scan.containers,
@@ -271,12 +278,7 @@ mod tests {
             ("hf/a/containers/b", vec!["leaf"]),
             ("hf/z", vec![]),
         ]);
-        let mut list = |p: &Path| -> Result<Vec<String>, ()> {
-            Ok(tree
-                .get(p.to_str().expect("utf8"))
-                .map(|v| v.iter().map(|s| s.to_string()).collect())
-                .unwrap_or_default())
-        };
+        let mut list = lister(&tree);
         let scan = scan_tree(Path::new("hf"), &mut list).expect("scan");
         assert_eq!(
             scan.containers,

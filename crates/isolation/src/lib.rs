@@ -25,6 +25,6 @@ pub use limits::{
     ContainerLimits, CpuLimits, CpuMax, CpusetLimits, FileWrite, HugetlbLimit, IoLimits, IoMax,
     LimitError, MemoryLimits, PidsLimits, Settings,
 };
-pub use oom::{memory_limitation_message, memory_limitation_resources, oom_kills};
+pub use oom::{memory_limitation_message, memory_limitation_resources};
 pub use update::{decide_memory_max, MemoryMaxDecision};
 pub use usage::{statistics, CgroupUsage};

@@ -49,11 +49,6 @@ pub fn memory_limitation_resources(limit_bytes: Option<u64>) -> Vec<Resource> {
     }]
 }
 
-/// The number of OOM kills in a `memory.events` map (its `oom_kill` key; 0 when absent).
-pub fn oom_kills(events: &BTreeMap<String, u64>) -> u64 {
-    events.get("oom_kill").copied().unwrap_or(0)
-}
-
 /// Mesos's `Bytes` notation: the largest binary unit (B, KB, MB, GB, TB) that divides the
 /// value exactly.
 fn mesos_bytes(bytes: u64) -> String {
@@ -140,20 +135,5 @@ mod tests {
                 value: f64::INFINITY
             })
         );
-    }
-
-    #[test]
-    fn oom_kill_count() {
-        let events = map(&[
-            ("low", 0),
-            ("high", 0),
-            ("max", 3),
-            ("oom", 1),
-            ("oom_kill", 2),
-            ("oom_group_kill", 1),
-        ]);
-        assert_eq!(oom_kills(&events), 2);
-        assert_eq!(oom_kills(&map(&[("max", 3)])), 0);
-        assert_eq!(oom_kills(&BTreeMap::new()), 0);
     }
 }

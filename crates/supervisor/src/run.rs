@@ -9,8 +9,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use holdfast_cgroups::Cgroup;
-use holdfast_checkpoint::records::OomEvidence;
 use holdfast_checkpoint::records::{now_secs, VERSION};
 use holdfast_checkpoint::{ExitRecord, RuntimeStore, SupervisorRecord};
 use holdfast_process::ProcessIdentity;
@@ -274,7 +272,7 @@ impl Supervisor {
             version: VERSION,
             wait_status: status,
             exited_at: now_secs(),
-            oom: oom_evidence(&spec.leaf_cgroup),
+            oom: spec.leaf_cgroup.parent().and_then(crate::oom_evidence),
         };
         let code = match RuntimeStore::save_exit(dir, &exit) {
             Ok(()) => 0,
@@ -379,26 +377,6 @@ fn kill_leaf_except_self(leaf: &Path, workload: i32) -> Option<i32> {
         status = status.or(reap(workload));
     }
     status.or(reap(workload))
-}
-
-/// The OOM killer's traces in the container's cgroup (the leaf's parent, which holds the
-/// limits), if it struck. Read while the supervisor still keeps the cgroup populated.
-fn oom_evidence(leaf: &Path) -> Option<OomEvidence> {
-    let cgroup = Cgroup::new(leaf.parent()?);
-    let events = cgroup.memory_events().ok().flatten()?;
-    let kills = events.get("oom_kill").copied().unwrap_or(0);
-    if kills == 0 {
-        return None;
-    }
-    Some(OomEvidence {
-        kills,
-        max: cgroup
-            .read("memory.max")
-            .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok()),
-        peak: cgroup.memory_peak().ok().flatten(),
-        stat: cgroup.memory_stat().ok().flatten().unwrap_or_default(),
-    })
 }
 
 /// Sets this process's `oom_score_adj` to -1000 and returns the value it had, or `None`
