@@ -1,7 +1,9 @@
 //! The containers' systemd scopes: a thin layer over `holdfast-systemd` that retries while
 //! systemd is away (`daemon-reexec` closes every connection).
 
+use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use holdfast_systemd::{Connection, Error, Scope};
@@ -15,28 +17,88 @@ pub struct SystemdSettings {
     pub slice_path: PathBuf,
 }
 
-/// A connection per operation: systemd pushes every unit's change signals to each
-/// private connection, so one held open between launches would pile them up in PID 1.
+/// Operations on the containers' scopes. Connections to systemd are kept between
+/// operations (connecting costs more than the call itself) and handed to one operation
+/// at a time; a background thread reads and drops what systemd sends to the idle ones,
+/// since on the private socket it pushes every unit's change signals to every
+/// connection and would otherwise buffer them in PID 1.
 pub struct Scopes {
     pub settings: SystemdSettings,
+    idle: Arc<Mutex<Vec<Connection>>>,
+    /// Whether connections are kept (only with the drain thread running).
+    reuse: bool,
 }
 
 /// How often an operation is tried when systemd is away (`daemon-reexec` closes every
 /// connection and briefly refuses new ones).
 const ATTEMPTS: u32 = 5;
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// Connections kept for reuse; more than this run concurrently only in bursts, and
+/// those extra ones are closed after use.
+const MAX_IDLE: usize = 4;
+/// How long the drain thread waits for idle connections to become readable before it
+/// looks at the set of idle connections again.
+const DRAIN_POLL_MS: i32 = 1000;
 
 impl Scopes {
     pub fn new(settings: SystemdSettings) -> Scopes {
-        Scopes { settings }
+        let idle = Arc::new(Mutex::new(Vec::new()));
+        let weak = Arc::downgrade(&idle);
+        let reuse = match std::thread::Builder::new()
+            .name("systemd-drain".into())
+            .spawn(move || drain_idle(weak))
+        {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the thread that drains idle systemd connections; connecting per operation");
+                false
+            }
+        };
+        Scopes {
+            settings,
+            idle,
+            reuse,
+        }
     }
 
-    /// Runs `op` on a fresh connection, again on a new one while systemd cannot be
-    /// reached or drops the connection.
+    /// An idle connection with nothing stale in it, or a new one.
+    fn take(&self) -> Result<Connection, Error> {
+        loop {
+            let held = lock(&self.idle).pop();
+            let Some(mut conn) = held else {
+                return Connection::system();
+            };
+            // A connection systemd closed (daemon-reexec) is dropped here.
+            if conn.discard_pending().is_ok() {
+                return Ok(conn);
+            }
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = lock(&self.idle);
+        if self.reuse && idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    /// Runs `op` on a connection, again on a new one while systemd cannot be reached or
+    /// drops the connection.
     fn with<T>(&self, op: &mut dyn FnMut(&mut Connection) -> Result<T, Error>) -> Result<T, Error> {
         let mut attempt = 1;
         loop {
-            let result = Connection::system().and_then(|mut c| op(&mut c));
+            let result = self.take().and_then(|mut c| {
+                let result = op(&mut c);
+                // A refusal leaves the connection as good as it was; after a broken
+                // connection or a timeout (a reply may still come) it goes.
+                if matches!(
+                    result,
+                    Ok(_) | Err(Error::DBus { .. } | Error::JobFailed { .. })
+                ) {
+                    self.give_back(c);
+                }
+                result
+            });
             match result {
                 Err(e) if retryable(&e) && attempt < ATTEMPTS => {
                     tracing::info!(error = %e, attempt, "systemd is not answering; trying again");
@@ -131,5 +193,46 @@ fn wait_for_pid_in(pid: i32, path: &Path, timeout: Duration) -> bool {
             return inside;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn lock(idle: &Mutex<Vec<Connection>>) -> MutexGuard<'_, Vec<Connection>> {
+    // The list holds no invariant a panicking holder could break.
+    idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Waits for the idle connections to become readable and drops what systemd sent them,
+/// until the `Scopes` goes away.
+fn drain_idle(idle: Weak<Mutex<Vec<Connection>>>) {
+    loop {
+        let Some(pool) = idle.upgrade() else { return };
+        // Poll duplicates of the sockets: an operation may take and close a connection
+        // while this thread waits on it.
+        let watched: Vec<std::os::fd::OwnedFd> = lock(&pool)
+            .iter()
+            .filter_map(|c| c.as_fd().try_clone_to_owned().ok())
+            .collect();
+        drop(pool);
+        let mut fds: Vec<libc::pollfd> = watched
+            .iter()
+            .map(|fd| libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let readable = if fds.is_empty() {
+            std::thread::sleep(Duration::from_millis(DRAIN_POLL_MS as u64));
+            false
+        } else {
+            // SAFETY: `fds` is a valid array of pollfds for descriptors `watched` keeps
+            // open for the duration of the call.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, DRAIN_POLL_MS) > 0 }
+        };
+        if readable {
+            let Some(pool) = idle.upgrade() else { return };
+            // Connections systemd closed are dropped.
+            lock(&pool).retain_mut(|c| c.discard_pending().is_ok());
+        }
     }
 }

@@ -256,9 +256,9 @@ fn recovery_reports_a_process_moved_out_of_its_container() {
         .expect("workload pid") as i32;
 
     // Somewhere else entirely, as an operator's `echo $pid > .../cgroup.procs` would.
-    let elsewhere = mount.join(format!("{}-elsewhere", agent.root));
-    std::fs::create_dir(&elsewhere).expect("mkdir");
-    std::fs::write(elsewhere.join("cgroup.procs"), pid.to_string()).expect("move");
+    let elsewhere = ForeignCgroup(mount.join(format!("{}-elsewhere", agent.root)));
+    std::fs::create_dir(&elsewhere.0).expect("mkdir");
+    std::fs::write(elsewhere.0.join("cgroup.procs"), pid.to_string()).expect("move");
     agent.kill9();
     agent.restart();
 
@@ -288,12 +288,28 @@ fn recovery_reports_a_process_moved_out_of_its_container() {
         .map(|m| m["value"].clone());
     assert_eq!(misplaced, Some(json!(1.0)));
 
-    // The container's kill no longer reaches it; clean up by hand.
-    let _ = std::fs::write(elsewhere.join("cgroup.kill"), "1");
-    wait_until("the moved process to die", Duration::from_secs(5), || {
-        is_dead(pid)
-    });
-    let _ = std::fs::remove_dir(&elsewhere);
+    // The container's kill no longer reaches it: `elsewhere` is cleaned up by hand.
+    drop(elsewhere);
+    assert!(is_dead(pid), "the moved process outlived its cgroup");
+}
+
+/// A cgroup a test made outside the agent's reach: on drop its processes are killed
+/// and it is removed, once the kernel has let go of them (rmdir fails while the cgroup
+/// is still populated), even when the test failed.
+struct ForeignCgroup(PathBuf);
+
+impl Drop for ForeignCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::remove_dir(&self.0).is_err() && self.0.exists() {
+            if std::time::Instant::now() > deadline {
+                eprintln!("could not remove {}", self.0.display());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 #[test]

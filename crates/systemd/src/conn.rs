@@ -189,6 +189,60 @@ impl Connection {
         }
     }
 
+    /// Reads and throws away whatever the peer has sent that nobody waits for, without
+    /// blocking: signals queued or still in the socket. An idle connection to systemd's
+    /// private socket receives every signal, so a held connection is drained this way.
+    /// Fails when the peer closed the connection or sent something unreadable; the
+    /// connection is then useless.
+    pub fn discard_pending(&mut self) -> Result<(), Error> {
+        self.signals.clear();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            // Drop whole messages as they complete so the buffer stays small (bytes may
+            // be buffered already, read together with an earlier reply).
+            while self.rbuf.len() >= FIXED_HEADER_LEN {
+                let len = wire::message_len(&self.rbuf).map_err(|e| {
+                    Error::Protocol(format!(
+                        "unreadable message from {}: {e}",
+                        self.path.display()
+                    ))
+                })?;
+                if self.rbuf.len() < len {
+                    break;
+                }
+                self.rbuf.drain(..len);
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.stream.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: `pfd` is one valid pollfd for the socket `self.stream` owns.
+            let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::io(format!("poll {}", self.path.display()), e));
+            }
+            if rc == 0 {
+                return Ok(());
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    return Err(Error::io(
+                        format!("{} closed the connection", self.path.display()),
+                        io::Error::from(io::ErrorKind::UnexpectedEof),
+                    ))
+                }
+                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(format!("read from {}", self.path.display()), e)),
+            }
+        }
+    }
+
     fn queue_signal(&mut self, msg: Message) {
         if self.signals.len() >= MAX_QUEUED_SIGNALS {
             self.signals.pop_front();
@@ -358,6 +412,13 @@ impl Connection {
             buf = &buf[n..];
         }
         Ok(())
+    }
+}
+
+impl std::os::fd::AsFd for Connection {
+    /// The socket, to wait on (poll) for what the peer sends.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.stream)
     }
 }
 
@@ -531,6 +592,54 @@ mod tests {
             .next_signal(Instant::now() + Duration::from_secs(5))
             .expect_err("closed");
         assert!(err.is_disconnected(), "{err:?}");
+    }
+
+    #[test]
+    fn discard_pending_drops_unread_signals_and_keeps_the_connection() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (_dir, path, peer) = with_peer(move |mut s| {
+            // Two signals and half of a third, as an idle connection would collect them.
+            let mut out = signal("UnitNew", vec![Value::Str("a".to_owned())]).encode(1);
+            out.extend(signal("UnitNew", vec![Value::Str("b".to_owned())]).encode(2));
+            let third = signal("UnitRemoved", vec![Value::Str("c".to_owned())]).encode(3);
+            out.extend(&third[..10]);
+            s.write_all(&out).expect("write");
+            rx.recv().expect("discarded");
+            s.write_all(&third[10..]).expect("write");
+            let call = read_msg(&mut s);
+            s.write_all(
+                &reply(
+                    &call,
+                    MessageType::MethodReturn,
+                    None,
+                    vec![Value::Str("pong".to_owned())],
+                )
+                .encode(4),
+            )
+            .expect("write");
+        });
+        let mut conn = Connection::connect(&path, false).expect("connect");
+        // Discard until the peer's bytes have all arrived.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while conn.rbuf.len() != 10 && Instant::now() < deadline {
+            conn.discard_pending().expect("discard");
+            thread::sleep(Duration::from_millis(10));
+        }
+        // Only the partial third signal is left.
+        assert_eq!(conn.rbuf.len(), 10);
+        tx.send(()).expect("send");
+        // The rest of it arrives with the reply: the call skips the signal.
+        let got = conn
+            .call(Message::method_call("d.e", "/", "d.e", "Ping", vec![]))
+            .expect("call");
+        assert_eq!(got.first_str(), Some("pong"));
+        // The completed third signal was queued by the call; discarding drops it, and
+        // reports the peer's close.
+        assert_eq!(conn.signals.len(), 1);
+        peer.join().expect("peer");
+        let err = conn.discard_pending().expect_err("peer closed");
+        assert!(err.is_disconnected(), "{err:?}");
+        assert!(conn.signals.is_empty());
     }
 
     #[test]
