@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::json::CallKind;
 use crate::v1::{
     CommandInfo, ContainerId, ContainerInfo, ContainerStatus, Resource, ResourceStatistics, Scalar,
     TaskResourceLimitation, VersionInfo,
@@ -118,36 +119,17 @@ struct ContainerIdOnly {
     container_id: ContainerId,
 }
 
-fn validation_error(reason: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("Failed to validate agent::Call: {reason}"))
-}
+const AGENT_CALL: CallKind = CallKind("agent::Call");
 
-fn convert_error(reason: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!(
-        "Failed to convert JSON into Call protobuf: {reason}"
-    ))
+fn validation_error(reason: impl std::fmt::Display) -> ApiError {
+    AGENT_CALL.invalid(reason)
 }
 
 /// Parses the body of `POST /api/v1` into a call. Errors carry the status Mesos uses and
 /// a one-line reason.
 pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("Failed to parse body into JSON: {e}")))?;
-    let Value::Object(obj) = &value else {
-        return Err(convert_error("expecting a JSON object"));
-    };
-    let kind = match obj.get("type") {
-        None | Some(Value::Null) => {
-            return Err(validation_error("Expecting 'type' to be present"));
-        }
-        Some(Value::String(s)) => s.as_str(),
-        Some(other) => {
-            return Err(convert_error(format!(
-                "Not expecting a JSON {} for field 'type'",
-                json_kind(other)
-            )));
-        }
-    };
+    let (obj, kind) = AGENT_CALL.envelope(body)?;
+    let kind = kind.as_str();
 
     // The payload of a call lives under the lower-cased call name.
     let field = kind.to_ascii_lowercase();
@@ -207,43 +189,17 @@ pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
                 format!("Call type {other} is not supported by this agent yet"),
             ));
         }
-        other => {
-            return Err(validation_error(format!(
-                "Expecting 'type' to be present: unknown call type '{}' (known: {})",
-                other.escape_default(),
-                SUPPORTED_CALLS.join(", ")
-            )));
-        }
+        other => return Err(AGENT_CALL.unknown(other, SUPPORTED_CALLS)),
     };
     Ok(call)
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 fn required<'a>(payload: Option<&'a Value>, field: &str) -> Result<&'a Value, ApiError> {
-    match payload {
-        None | Some(Value::Null) => Err(validation_error(format!(
-            "Expecting '{field}' to be present"
-        ))),
-        Some(v) => Ok(v),
-    }
+    AGENT_CALL.required(payload, field)
 }
 
 fn typed<T: serde::de::DeserializeOwned>(v: &Value, field: &str) -> Result<T, ApiError> {
-    T::deserialize(v).map_err(|e| {
-        let msg = e.to_string();
-        // serde names the missing field without saying where it sits.
-        convert_error(format!("in '{field}': {msg}"))
-    })
+    AGENT_CALL.typed(v, field)
 }
 
 fn validate_id(id: &ContainerId) -> Result<(), ApiError> {

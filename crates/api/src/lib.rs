@@ -7,8 +7,11 @@
 //! 64-bit integers as plain numbers, unknown fields ignored.
 
 pub mod agent;
+pub mod base64;
 pub mod error;
 pub mod http;
+mod json;
+pub mod scheduler;
 pub mod v1;
 
 pub use error::ApiError;

@@ -151,6 +151,67 @@ pub struct Resource {
     pub ranges: Option<Ranges>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set: Option<Set>,
+    /// Deprecated in Mesos but still sent: the role the resource is reserved for, `*`
+    /// when unreserved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The role the resource is allocated to, in offers and tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_info: Option<AllocationInfo>,
+}
+
+impl Resource {
+    /// An unreserved, unallocated scalar resource.
+    pub fn scalar(name: &str, value: f64) -> Resource {
+        Resource {
+            name: name.to_owned(),
+            kind: ValueType::Scalar,
+            scalar: Some(Scalar { value }),
+            ranges: None,
+            set: None,
+            role: None,
+            allocation_info: None,
+        }
+    }
+
+    /// An unreserved, unallocated ranges resource of inclusive `(begin, end)` pairs.
+    pub fn ranges(name: &str, ranges: &[(u64, u64)]) -> Resource {
+        Resource {
+            name: name.to_owned(),
+            kind: ValueType::Ranges,
+            scalar: None,
+            ranges: Some(Ranges {
+                range: ranges
+                    .iter()
+                    .map(|&(begin, end)| Range { begin, end })
+                    .collect(),
+            }),
+            set: None,
+            role: None,
+            allocation_info: None,
+        }
+    }
+
+    /// An unreserved, unallocated set resource.
+    pub fn set(name: &str, items: &[&str]) -> Resource {
+        Resource {
+            name: name.to_owned(),
+            kind: ValueType::Set,
+            scalar: None,
+            ranges: None,
+            set: Some(Set {
+                item: items.iter().map(|i| (*i).to_owned()).collect(),
+            }),
+            role: None,
+            allocation_info: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AllocationInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -374,6 +435,10 @@ pub struct ContainerStatus {
     pub container_id: ContainerId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor_pid: Option<u32>,
+    /// Passed through from executors' updates; Holdfast's containers share the host's
+    /// network, so it never makes any of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_infos: Vec<serde_json::Value>,
     /// Holdfast extension: each limit the launch asked for that is not enforced (its
     /// controller is missing on the host or not in `--isolation`), in words. Absent when
     /// every limit is enforced; Mesos clients ignore it.
@@ -451,6 +516,8 @@ mod tests {
             scalar: Some(Scalar { value: v }),
             ranges: None,
             set: None,
+            role: None,
+            allocation_info: None,
         };
         let rs = vec![r("cpus", 0.5), r("mem", 32.0), r("cpus", 0.25)];
         assert_eq!(scalar_sum(&rs, "cpus"), Some(0.75));

@@ -1008,6 +1008,7 @@ impl Containerizer {
                         container_status: ContainerStatus {
                             container_id: id.clone(),
                             executor_pid: sup.map(|s| s.workload_pid as u32),
+                            network_infos: Vec::new(),
                             unenforced_limits: unenforced,
                         },
                         resource_statistics: Some(statistics(now_secs(), &usage, &limits)),

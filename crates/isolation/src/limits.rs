@@ -851,6 +851,8 @@ mod tests {
             scalar: Some(Scalar { value }),
             ranges: None,
             set: None,
+            role: None,
+            allocation_info: None,
         }
     }
 
@@ -866,6 +868,8 @@ mod tests {
                     .collect(),
             }),
             set: None,
+            role: None,
+            allocation_info: None,
         }
     }
 

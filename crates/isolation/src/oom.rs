@@ -46,6 +46,8 @@ pub fn memory_limitation_resources(limit_bytes: Option<u64>) -> Vec<Resource> {
         scalar: Some(Scalar { value }),
         ranges: None,
         set: None,
+        role: None,
+        allocation_info: None,
     }]
 }
 
@@ -122,6 +124,8 @@ mod tests {
                 scalar: Some(Scalar { value: 64.0 }),
                 ranges: None,
                 set: None,
+                role: None,
+                allocation_info: None,
             }]
         );
         // Not a whole MiB: the fraction is kept.
