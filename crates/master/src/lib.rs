@@ -1,0 +1,3 @@
+//! The Holdfast master. See ARCHITECTURE.md, "Master and frameworks".
+
+pub mod allocator;
