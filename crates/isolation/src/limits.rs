@@ -842,35 +842,13 @@ fn hugetlb_limits(resources: &[Resource]) -> Result<Vec<HugetlbLimit>, LimitErro
 mod tests {
     use super::*;
     use crate::units::GIB;
-    use holdfast_api::v1::{Range, Ranges};
 
     fn scalar(name: &str, value: f64) -> Resource {
-        Resource {
-            name: name.into(),
-            kind: ValueType::Scalar,
-            scalar: Some(Scalar { value }),
-            ranges: None,
-            set: None,
-            role: None,
-            allocation_info: None,
-        }
+        Resource::scalar(name, value)
     }
 
     fn ranges(name: &str, rs: &[(u64, u64)]) -> Resource {
-        Resource {
-            name: name.into(),
-            kind: ValueType::Ranges,
-            scalar: None,
-            ranges: Some(Ranges {
-                range: rs
-                    .iter()
-                    .map(|&(begin, end)| Range { begin, end })
-                    .collect(),
-            }),
-            set: None,
-            role: None,
-            allocation_info: None,
-        }
+        Resource::ranges(name, rs)
     }
 
     fn lim(pairs: &[(&str, f64)]) -> BTreeMap<String, Scalar> {

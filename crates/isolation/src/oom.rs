@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use holdfast_api::v1::{Resource, Scalar, ValueType};
+use holdfast_api::v1::Resource;
 
 use crate::units::{GIB, KIB, MIB};
 
@@ -40,15 +40,7 @@ pub fn memory_limitation_message(
 /// see that memory was the resource that ran out.
 pub fn memory_limitation_resources(limit_bytes: Option<u64>) -> Vec<Resource> {
     let value = limit_bytes.map_or(f64::INFINITY, |b| b as f64 / MIB as f64);
-    vec![Resource {
-        name: "mem".to_owned(),
-        kind: ValueType::Scalar,
-        scalar: Some(Scalar { value }),
-        ranges: None,
-        set: None,
-        role: None,
-        allocation_info: None,
-    }]
+    vec![Resource::scalar("mem", value)]
 }
 
 /// Mesos's `Bytes` notation: the largest binary unit (B, KB, MB, GB, TB) that divides the
@@ -71,6 +63,7 @@ fn mesos_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use holdfast_api::v1::Scalar;
 
     fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
         pairs.iter().map(|&(k, v)| (k.to_owned(), v)).collect()
@@ -116,18 +109,7 @@ mod tests {
     #[test]
     fn limitation_resources() {
         let r = memory_limitation_resources(Some(64 * MIB));
-        assert_eq!(
-            r,
-            vec![Resource {
-                name: "mem".into(),
-                kind: ValueType::Scalar,
-                scalar: Some(Scalar { value: 64.0 }),
-                ranges: None,
-                set: None,
-                role: None,
-                allocation_info: None,
-            }]
-        );
+        assert_eq!(r, vec![Resource::scalar("mem", 64.0)]);
         // Not a whole MiB: the fraction is kept.
         let r = memory_limitation_resources(Some(MIB + MIB / 2));
         assert_eq!(r[0].scalar, Some(Scalar { value: 1.5 }));
