@@ -10,6 +10,7 @@ pub mod agent;
 pub mod base64;
 pub mod error;
 pub mod http;
+pub mod internal;
 mod json;
 pub mod scheduler;
 pub mod v1;

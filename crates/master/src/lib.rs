@@ -1,3 +1,4 @@
 //! The Holdfast master. See ARCHITECTURE.md, "Master and frameworks".
 
 pub mod allocator;
+pub mod state;

@@ -1,0 +1,1419 @@
+//! The master's state machine: frameworks, agents, offers and tasks.
+//!
+//! Pure: every input is a method that takes the current time ([`Now`]) and queues the
+//! [`Output`]s it causes (events for a framework's stream, events for an agent's
+//! stream), which the caller drains with [`Master::take_outputs`] and delivers. Ids of
+//! streams are made by the caller; ids of frameworks, agents and offers derive from the
+//! master's id, as in Mesos (`<master>-0000`, `<master>-S0`, `<master>-O0`).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use holdfast_api::base64;
+use holdfast_api::internal::{AgentEvent, AgentInfo, TaskReport};
+use holdfast_api::scheduler::{
+    Accept, CallBody, Decline, Event, FrameworkInfo, Id, MasterInfo, Offer, Operation,
+    ReconcileTask, Subscribe, TaskInfo, TaskState, TaskStatus, Url,
+};
+use holdfast_api::v1::AllocationInfo;
+use holdfast_api::ApiError;
+use holdfast_resources::Resources;
+
+use crate::allocator::{refuse_timeout, Allocator};
+
+/// The time, twice: monotonic for timers and filters, wall-clock seconds for the
+/// timestamps frameworks see.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub wall: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `--heartbeat_interval` (the scheduler stream's HEARTBEAT period).
+    pub heartbeat_interval: Duration,
+    /// `--agent_ping_timeout`.
+    pub agent_ping_timeout: Duration,
+    /// `--max_agent_ping_timeouts`.
+    pub max_agent_ping_timeouts: u32,
+    /// Terminal tasks kept per framework for GET_STATE/GET_TASKS.
+    pub max_completed_tasks_per_framework: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            heartbeat_interval: Duration::from_secs(15),
+            agent_ping_timeout: Duration::from_secs(15),
+            max_agent_ping_timeouts: 5,
+            max_completed_tasks_per_framework: 1000,
+        }
+    }
+}
+
+/// What an input causes, for the caller to deliver.
+// Outputs are made and delivered at once; their size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// An event for the framework's current stream (dropped if it has none).
+    Framework { framework: String, event: Event },
+    /// End the framework's stream (TEARDOWN, or replaced by a failover).
+    EndFrameworkStream { framework: String, stream: String },
+    /// An event for the agent's stream.
+    Agent { agent: String, event: AgentEvent },
+    /// End the agent's stream (it was marked unreachable while still connected).
+    EndAgentStream { agent: String, stream: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub info: TaskInfo,
+    pub framework_id: String,
+    pub agent_id: String,
+    pub state: TaskState,
+    /// Updates in the order they arrived; the last is the latest.
+    pub statuses: Vec<TaskStatus>,
+    pub resources: Resources,
+    pub role: String,
+}
+
+impl Task {
+    fn latest(&self) -> Option<&TaskStatus> {
+        self.statuses.last()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Framework {
+    pub id: String,
+    pub info: FrameworkInfo,
+    /// The stream events go to; None while disconnected.
+    pub stream: Option<String>,
+    /// When the stream went away, for `failover_timeout`.
+    pub disconnected_at: Option<Instant>,
+    pub registered_time: f64,
+    pub tasks: BTreeMap<String, Task>,
+    pub completed: VecDeque<Task>,
+    pub offers: BTreeSet<String>,
+}
+
+impl Framework {
+    fn partition_aware(&self) -> bool {
+        self.info.has_capability("PARTITION_AWARE")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AgentState {
+    Active,
+    /// Missed too many pings; its tasks were reported unreachable or lost.
+    Unreachable {
+        since: f64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: String,
+    pub info: AgentInfo,
+    pub total: Resources,
+    pub used: Resources,
+    pub offered: Resources,
+    pub state: AgentState,
+    pub stream: Option<String>,
+    pub missed_pings: u32,
+    pub registered_time: f64,
+    pub reregistered_time: Option<f64>,
+}
+
+impl Agent {
+    fn available(&self) -> Resources {
+        let mut a = self.total.clone();
+        a -= &self.used.unallocated();
+        a -= &self.offered.unallocated();
+        a
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PendingOffer {
+    pub framework: String,
+    pub agent: String,
+    pub role: String,
+    pub resources: Resources,
+}
+
+pub struct Master {
+    pub info: MasterInfo,
+    pub config: Config,
+    pub frameworks: BTreeMap<String, Framework>,
+    /// Frameworks torn down or failed over past their timeout; a SUBSCRIBE with such an
+    /// id is refused.
+    pub removed_frameworks: BTreeSet<String>,
+    pub agents: BTreeMap<String, Agent>,
+    pub offers: BTreeMap<String, PendingOffer>,
+    allocator: Allocator,
+    next_framework: u64,
+    next_agent: u64,
+    next_offer: u64,
+    /// Something changed that may let the allocator offer more.
+    dirty: bool,
+    outputs: Vec<Output>,
+}
+
+/// Why a SUBSCRIBE was refused after the stream was opened: Mesos answers 200 with a
+/// single ERROR event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeRefused(pub String);
+
+impl Master {
+    pub fn new(info: MasterInfo, config: Config) -> Master {
+        Master {
+            info,
+            config,
+            frameworks: BTreeMap::new(),
+            removed_frameworks: BTreeSet::new(),
+            agents: BTreeMap::new(),
+            offers: BTreeMap::new(),
+            allocator: Allocator::new(),
+            next_framework: 0,
+            next_agent: 0,
+            next_offer: 0,
+            dirty: false,
+            outputs: Vec::new(),
+        }
+    }
+
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    fn send_framework(&mut self, framework: &str, event: Event) {
+        self.outputs.push(Output::Framework {
+            framework: framework.to_owned(),
+            event,
+        });
+    }
+
+    fn send_agent(&mut self, agent: &str, event: AgentEvent) {
+        if self
+            .agents
+            .get(agent)
+            .is_some_and(|a| a.stream.is_some() && a.state == AgentState::Active)
+        {
+            self.outputs.push(Output::Agent {
+                agent: agent.to_owned(),
+                event,
+            });
+        }
+    }
+
+    // ---- Frameworks -----------------------------------------------------------------
+
+    /// SUBSCRIBE on a new stream `stream`. Returns the framework's id; SUBSCRIBED and a
+    /// first HEARTBEAT are queued for it.
+    pub fn subscribe_framework(
+        &mut self,
+        outer_id: Option<Id>,
+        sub: Subscribe,
+        stream: String,
+        now: Now,
+    ) -> Result<String, SubscribeRefused> {
+        let Subscribe {
+            mut framework_info,
+            suppressed_roles,
+        } = sub;
+        let id = match framework_info.id.clone().or(outer_id) {
+            Some(id) => {
+                if self.removed_frameworks.contains(&id.value) {
+                    return Err(SubscribeRefused("Framework has been removed".to_owned()));
+                }
+                id.value
+            }
+            None => {
+                let id = format!("{}-{:04}", self.info.id, self.next_framework);
+                self.next_framework += 1;
+                id
+            }
+        };
+        framework_info.id = Some(Id::new(&id));
+        let roles = framework_info.effective_roles();
+        match self.frameworks.get_mut(&id) {
+            Some(fw) => {
+                // Failover: the old stream ends; offers made to it are void.
+                if let Some(old) = fw.stream.take() {
+                    self.outputs.push(Output::Framework {
+                        framework: id.clone(),
+                        event: Event::Error("Framework failed over".to_owned()),
+                    });
+                    self.outputs.push(Output::EndFrameworkStream {
+                        framework: id.clone(),
+                        stream: old,
+                    });
+                }
+                fw.info = framework_info;
+                fw.stream = Some(stream);
+                fw.disconnected_at = None;
+                self.rescind_framework_offers(&id, false);
+            }
+            None => {
+                self.frameworks.insert(
+                    id.clone(),
+                    Framework {
+                        id: id.clone(),
+                        info: framework_info,
+                        stream: Some(stream),
+                        disconnected_at: None,
+                        registered_time: now.wall,
+                        tasks: BTreeMap::new(),
+                        completed: VecDeque::new(),
+                        offers: BTreeSet::new(),
+                    },
+                );
+            }
+        }
+        self.allocator.add_framework(&id, &roles);
+        self.allocator.revive(&id, &[]);
+        if !suppressed_roles.is_empty() {
+            self.allocator.suppress(&id, &suppressed_roles);
+        }
+        self.send_framework(
+            &id,
+            Event::Subscribed {
+                framework_id: Id::new(&id),
+                heartbeat_interval_seconds: self.config.heartbeat_interval.as_secs_f64(),
+                master_info: self.info.clone(),
+            },
+        );
+        self.send_framework(&id, Event::Heartbeat);
+        self.dirty = true;
+        Ok(id)
+    }
+
+    /// The framework's stream `stream` closed. Its offers are rescinded; it has
+    /// `failover_timeout` to come back before it is removed.
+    pub fn framework_disconnected(&mut self, framework: &str, stream: &str, now: Now) {
+        let Some(fw) = self.frameworks.get_mut(framework) else {
+            return;
+        };
+        if fw.stream.as_deref() != Some(stream) {
+            return;
+        }
+        fw.stream = None;
+        fw.disconnected_at = Some(now.mono);
+        self.allocator.suppress(framework, &[]);
+        self.rescind_framework_offers(framework, false);
+    }
+
+    /// Checks a non-SUBSCRIBE call's framework and stream, as Mesos does, in its order.
+    pub fn authorize_call(
+        &self,
+        framework: Option<&Id>,
+        stream: Option<&str>,
+    ) -> Result<String, ApiError> {
+        let Some(stream) = stream else {
+            return Err(ApiError::bad_request(
+                "All non-subscribe calls should include the 'Mesos-Stream-Id' header",
+            ));
+        };
+        let Some(framework) = framework else {
+            return Err(ApiError::bad_request(
+                "Failed to validate scheduler::Call: Expecting 'framework_id' to be present",
+            ));
+        };
+        let Some(fw) = self.frameworks.get(&framework.value) else {
+            return Err(ApiError::bad_request("Framework cannot be found"));
+        };
+        if fw.stream.as_deref() != Some(stream) {
+            return Err(ApiError::bad_request(format!(
+                "The stream ID '{stream}' included in this request didn't match the stream ID \
+                 currently associated with framework ID {}",
+                framework.value
+            )));
+        }
+        Ok(fw.id.clone())
+    }
+
+    /// A non-SUBSCRIBE scheduler call of `framework` (already authorized).
+    pub fn framework_call(
+        &mut self,
+        framework: &str,
+        call: CallBody,
+        now: Now,
+    ) -> Result<(), ApiError> {
+        match call {
+            CallBody::Subscribe(_) => {
+                return Err(ApiError::bad_request("SUBSCRIBE opens a stream of its own"))
+            }
+            CallBody::Teardown => self.remove_framework(framework, now),
+            CallBody::Accept(a) => self.accept(framework, a, now)?,
+            CallBody::Decline(d) => self.decline(framework, d, now),
+            CallBody::Revive(roles) => {
+                self.allocator.revive(framework, &roles);
+                self.dirty = true;
+            }
+            CallBody::Suppress(roles) => self.allocator.suppress(framework, &roles),
+            CallBody::Kill(k) => {
+                let known = self
+                    .frameworks
+                    .get(framework)
+                    .and_then(|fw| fw.tasks.get(&k.task_id.value))
+                    .map(|t| t.agent_id.clone());
+                match known {
+                    Some(agent) => self.send_agent(
+                        &agent,
+                        AgentEvent::KillTask {
+                            framework_id: Id::new(framework),
+                            task_id: k.task_id,
+                            kill_policy: k.kill_policy,
+                        },
+                    ),
+                    // As Mesos: killing a task the master does not know reconciles it.
+                    None => self.reconcile(
+                        framework,
+                        vec![ReconcileTask {
+                            task_id: k.task_id,
+                            agent_id: k.agent_id,
+                        }],
+                        now,
+                    ),
+                }
+            }
+            CallBody::Shutdown(s) => self.send_agent(
+                &s.agent_id.value,
+                AgentEvent::ShutdownExecutor {
+                    framework_id: Id::new(framework),
+                    executor_id: s.executor_id,
+                },
+            ),
+            CallBody::Acknowledge(a) => {
+                self.acknowledge(framework, &a.task_id, &a.agent_id, &a.uuid)
+            }
+            CallBody::Reconcile(tasks) => self.reconcile(framework, tasks, now),
+            CallBody::Message(m) => self.send_agent(
+                &m.agent_id.value,
+                AgentEvent::Message {
+                    framework_id: Id::new(framework),
+                    executor_id: m.executor_id,
+                    data: base64::encode(&m.data),
+                },
+            ),
+            CallBody::UpdateFramework(sub) => {
+                if sub
+                    .framework_info
+                    .id
+                    .as_ref()
+                    .is_some_and(|i| i.value != framework)
+                {
+                    return Err(ApiError::bad_request(
+                        "Failed to validate scheduler::Call: 'framework_info.id' differs from 'framework_id'",
+                    ));
+                }
+                let roles = sub.framework_info.effective_roles();
+                if let Some(fw) = self.frameworks.get_mut(framework) {
+                    let mut info = sub.framework_info;
+                    info.id = Some(Id::new(framework));
+                    fw.info = info;
+                }
+                self.allocator.update_framework_roles(framework, &roles);
+                self.allocator.revive(framework, &[]);
+                if !sub.suppressed_roles.is_empty() {
+                    self.allocator.suppress(framework, &sub.suppressed_roles);
+                }
+                self.dirty = true;
+            }
+            CallBody::Ignored => {}
+        }
+        Ok(())
+    }
+
+    /// TEARDOWN, or a failover timeout: the framework's tasks are killed on their
+    /// agents, its offers go back, and its id may not subscribe again.
+    pub fn remove_framework(&mut self, framework: &str, now: Now) {
+        self.rescind_framework_offers(framework, false);
+        let Some(mut fw) = self.frameworks.remove(framework) else {
+            return;
+        };
+        let agents: BTreeSet<String> = fw.tasks.values().map(|t| t.agent_id.clone()).collect();
+        for agent in agents {
+            self.send_agent(
+                &agent,
+                AgentEvent::ShutdownFramework {
+                    framework_id: Id::new(framework),
+                },
+            );
+        }
+        for (_, mut task) in std::mem::take(&mut fw.tasks) {
+            if !task.state.is_terminal() {
+                self.release_task_resources(&task);
+                task.state = TaskState::TaskKilled;
+                task.statuses.push(master_status(
+                    &task,
+                    TaskState::TaskKilled,
+                    "Framework was removed",
+                    "REASON_FRAMEWORK_REMOVED",
+                    now,
+                ));
+            }
+        }
+        if let Some(stream) = fw.stream.take() {
+            self.outputs.push(Output::EndFrameworkStream {
+                framework: framework.to_owned(),
+                stream,
+            });
+        }
+        self.allocator.remove_framework(framework);
+        self.removed_frameworks.insert(framework.to_owned());
+        self.dirty = true;
+    }
+
+    fn decline(&mut self, framework: &str, d: Decline, now: Now) {
+        let refuse = refuse_timeout(d.filters.refuse_seconds);
+        for offer in d.offer_ids {
+            if let Some(o) = self.take_offer(framework, &offer.value) {
+                self.return_offer(&o, refuse, now);
+            }
+        }
+    }
+
+    /// Removes offer `id` of `framework`, if it is one.
+    fn take_offer(&mut self, framework: &str, id: &str) -> Option<PendingOffer> {
+        if self.offers.get(id)?.framework != framework {
+            return None;
+        }
+        let o = self.offers.remove(id)?;
+        if let Some(fw) = self.frameworks.get_mut(framework) {
+            fw.offers.remove(id);
+        }
+        Some(o)
+    }
+
+    /// Unused offered resources go back to the agent's pool, with a refuse filter.
+    fn return_offer(&mut self, o: &PendingOffer, refuse: Duration, now: Now) {
+        if let Some(agent) = self.agents.get_mut(&o.agent) {
+            agent.offered -= &o.resources;
+        }
+        self.allocator
+            .recover(&o.framework, &o.role, &o.agent, &o.resources.scalars());
+        if !refuse.is_zero() {
+            self.allocator
+                .refuse(&o.framework, &o.agent, now.mono + refuse);
+        }
+        self.dirty = true;
+    }
+
+    fn rescind_framework_offers(&mut self, framework: &str, tell: bool) {
+        let ids: Vec<String> = self
+            .frameworks
+            .get(framework)
+            .map(|f| f.offers.iter().cloned().collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.rescind(&id, tell);
+        }
+    }
+
+    fn rescind(&mut self, offer: &str, tell: bool) {
+        let Some(o) = self.offers.remove(offer) else {
+            return;
+        };
+        if let Some(fw) = self.frameworks.get_mut(&o.framework) {
+            fw.offers.remove(offer);
+        }
+        if let Some(agent) = self.agents.get_mut(&o.agent) {
+            agent.offered -= &o.resources;
+        }
+        self.allocator
+            .recover(&o.framework, &o.role, &o.agent, &o.resources.scalars());
+        if tell {
+            self.send_framework(&o.framework, Event::Rescind(Id::new(offer)));
+        }
+        self.dirty = true;
+    }
+
+    fn accept(&mut self, framework: &str, a: Accept, now: Now) -> Result<(), ApiError> {
+        if let Some(op) = a.operations.iter().find_map(|o| match o {
+            Operation::Unsupported(name) => Some(name.clone()),
+            _ => None,
+        }) {
+            return Err(ApiError::bad_request(format!(
+                "ACCEPT operation {op} is not supported: Holdfast offers unreserved resources \
+                 only (use LAUNCH or LAUNCH_GROUP)"
+            )));
+        }
+        let tasks: Vec<TaskInfo> = a
+            .operations
+            .iter()
+            .flat_map(|o| match o {
+                Operation::Launch(t) => t.clone(),
+                Operation::LaunchGroup { tasks, .. } => tasks.clone(),
+                Operation::Unsupported(_) => Vec::new(),
+            })
+            .collect();
+
+        // Every offer must be live, this framework's, and on one agent.
+        let mut taken = Vec::new();
+        let mut invalid = None;
+        for id in &a.offer_ids {
+            match self.take_offer(framework, &id.value) {
+                Some(o) => taken.push(o),
+                None => {
+                    invalid.get_or_insert(format!("Offer {} is no longer valid", id.value));
+                }
+            }
+        }
+        if invalid.is_none() {
+            if taken.is_empty() {
+                invalid = Some("No offers given".to_owned());
+            } else if taken.iter().any(|o| o.agent != taken[0].agent) {
+                invalid = Some("Offers must all be for the same agent".to_owned());
+            }
+        }
+        let refuse = refuse_timeout(a.filters.refuse_seconds);
+        if let Some(why) = invalid {
+            for o in &taken {
+                self.return_offer(o, Duration::ZERO, now);
+            }
+            let partition_aware = self
+                .frameworks
+                .get(framework)
+                .is_some_and(Framework::partition_aware);
+            let state = if partition_aware {
+                TaskState::TaskDropped
+            } else {
+                TaskState::TaskLost
+            };
+            for t in &tasks {
+                let status = made_up_status(
+                    &t.task_id,
+                    Some(&t.agent_id),
+                    state,
+                    &format!("Task launched with invalid offers: {why}"),
+                    "REASON_INVALID_OFFERS",
+                    now,
+                );
+                self.send_framework(framework, Event::Update(status));
+            }
+            return Ok(());
+        }
+
+        let agent_id = taken[0].agent.clone();
+        let role = taken[0].role.clone();
+        let mut remaining = Resources::default();
+        for o in &taken {
+            remaining += &o.resources;
+        }
+        // The offered amounts leave the agent's offered pool; what tasks do not use comes
+        // back below.
+        if let Some(agent) = self.agents.get_mut(&agent_id) {
+            for o in &taken {
+                agent.offered -= &o.resources;
+            }
+        }
+        let framework_info = match self.frameworks.get(framework) {
+            Some(fw) => fw.info.clone(),
+            None => return Ok(()),
+        };
+        for op in a.operations {
+            match op {
+                Operation::Launch(list) => {
+                    for task in list {
+                        if let Some(resources) =
+                            self.validate_task(framework, &agent_id, &task, None, &remaining, now)
+                        {
+                            remaining -= &resources;
+                            self.start_task(framework, &agent_id, &role, task.clone(), resources);
+                            self.send_agent(
+                                &agent_id,
+                                AgentEvent::RunTask {
+                                    framework: framework_info.clone(),
+                                    task,
+                                },
+                            );
+                        }
+                    }
+                }
+                Operation::LaunchGroup { executor, tasks } => {
+                    let mut group = Vec::new();
+                    let mut all = Resources::default();
+                    let mut ok = true;
+                    for task in &tasks {
+                        match self.validate_task(
+                            framework,
+                            &agent_id,
+                            task,
+                            Some(&executor),
+                            &remaining,
+                            now,
+                        ) {
+                            Some(r) => {
+                                all += &r;
+                                group.push((task.clone(), r));
+                            }
+                            None => ok = false,
+                        }
+                    }
+                    // A group starts whole or not at all.
+                    if !ok || !remaining.contains(&all) {
+                        for (task, _) in group {
+                            let status = made_up_status(
+                                &task.task_id,
+                                Some(&task.agent_id),
+                                TaskState::TaskError,
+                                "A task of its group is invalid",
+                                "REASON_TASK_GROUP_INVALID",
+                                now,
+                            );
+                            self.send_framework(framework, Event::Update(status));
+                        }
+                        continue;
+                    }
+                    remaining -= &all;
+                    let mut infos = Vec::new();
+                    for (task, r) in group {
+                        infos.push(task.clone());
+                        self.start_task(framework, &agent_id, &role, task, r);
+                    }
+                    self.send_agent(
+                        &agent_id,
+                        AgentEvent::RunTaskGroup {
+                            framework: framework_info.clone(),
+                            executor: *executor,
+                            tasks: infos,
+                        },
+                    );
+                }
+                Operation::Unsupported(_) => {}
+            }
+        }
+        // Whatever the tasks left goes back, with the framework's filter.
+        let leftover = PendingOffer {
+            framework: framework.to_owned(),
+            agent: agent_id,
+            role,
+            resources: remaining,
+        };
+        if let Some(agent) = self.agents.get_mut(&leftover.agent) {
+            agent.offered += &leftover.resources;
+        }
+        self.return_offer(&leftover, refuse, now);
+        Ok(())
+    }
+
+    /// A task's resources if it may start from `remaining`, else a TASK_ERROR to the
+    /// framework saying why.
+    fn validate_task(
+        &mut self,
+        framework: &str,
+        agent: &str,
+        task: &TaskInfo,
+        executor: Option<&holdfast_api::scheduler::ExecutorInfo>,
+        remaining: &Resources,
+        now: Now,
+    ) -> Option<Resources> {
+        let fail = |why: String| {
+            made_up_status(
+                &task.task_id,
+                Some(&task.agent_id),
+                TaskState::TaskError,
+                &why,
+                "REASON_TASK_INVALID",
+                now,
+            )
+        };
+        let reason = (|| {
+            if task.task_id.value.is_empty() {
+                return Err("Task ID must not be empty".to_owned());
+            }
+            if self
+                .frameworks
+                .get(framework)
+                .is_some_and(|fw| fw.tasks.contains_key(&task.task_id.value))
+            {
+                return Err(format!("Task has duplicate ID: {}", task.task_id.value));
+            }
+            if task.agent_id.value != agent {
+                return Err(format!(
+                    "Task uses invalid agent: {} (its offers are for {agent})",
+                    task.agent_id.value
+                ));
+            }
+            let has_executor = task.executor.is_some() || executor.is_some();
+            if task.command.is_some() == has_executor && executor.is_none() {
+                return Err(
+                    "Task should have at least one (but not both) of CommandInfo or \
+                            ExecutorInfo present"
+                        .to_owned(),
+                );
+            }
+            let mut needed = Resources::new(task.resources.clone())
+                .map_err(|e| format!("Task uses invalid resources: {e}"))?;
+            if let Some(e) = task.executor.as_ref() {
+                let r = Resources::new(e.resources.clone())
+                    .map_err(|e| format!("Executor uses invalid resources: {e}"))?;
+                needed += &r;
+            }
+            if needed.is_empty() {
+                return Err("Task uses no resources".to_owned());
+            }
+            if !remaining.contains(&needed) {
+                return Err(format!(
+                    "Total resources {} required by task and its executor is more than \
+                     available {}",
+                    with_allocation(&needed),
+                    with_allocation(remaining)
+                ));
+            }
+            Ok(needed)
+        })();
+        match reason {
+            Ok(r) => Some(r),
+            Err(why) => {
+                let status = fail(why);
+                self.send_framework(framework, Event::Update(status));
+                None
+            }
+        }
+    }
+
+    fn start_task(
+        &mut self,
+        framework: &str,
+        agent: &str,
+        role: &str,
+        task: TaskInfo,
+        resources: Resources,
+    ) {
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.used += &resources;
+        }
+        let t = Task {
+            info: task.clone(),
+            framework_id: framework.to_owned(),
+            agent_id: agent.to_owned(),
+            state: TaskState::TaskStaging,
+            statuses: Vec::new(),
+            resources,
+            role: role.to_owned(),
+        };
+        if let Some(fw) = self.frameworks.get_mut(framework) {
+            fw.tasks.insert(task.task_id.value.clone(), t);
+        }
+    }
+
+    fn release_task_resources(&mut self, task: &Task) {
+        if let Some(a) = self.agents.get_mut(&task.agent_id) {
+            a.used -= &task.resources;
+        }
+        self.allocator.recover(
+            &task.framework_id,
+            &task.role,
+            &task.agent_id,
+            &task.resources.scalars(),
+        );
+        self.dirty = true;
+    }
+
+    fn acknowledge(&mut self, framework: &str, task_id: &Id, agent: &Id, uuid: &[u8]) {
+        let encoded = base64::encode(uuid);
+        self.send_agent(
+            &agent.value,
+            AgentEvent::Acknowledge {
+                framework_id: Id::new(framework),
+                task_id: task_id.clone(),
+                uuid: encoded.clone(),
+            },
+        );
+        // The terminal update acknowledged: the task is done with.
+        let limit = self.config.max_completed_tasks_per_framework;
+        let Some(fw) = self.frameworks.get_mut(framework) else {
+            return;
+        };
+        let done = fw.tasks.get(&task_id.value).is_some_and(|t| {
+            t.state.is_terminal()
+                && t.latest().and_then(|s| s.uuid.as_deref()) == Some(encoded.as_str())
+        });
+        if done {
+            if let Some(t) = fw.tasks.remove(&task_id.value) {
+                push_completed(fw, t, limit);
+            }
+        }
+    }
+
+    fn reconcile(&mut self, framework: &str, tasks: Vec<ReconcileTask>, now: Now) {
+        let Some(fw) = self.frameworks.get(framework) else {
+            return;
+        };
+        let partition_aware = fw.partition_aware();
+        let mut updates = Vec::new();
+        let latest = |t: &Task| {
+            let mut s = t.latest().cloned().unwrap_or_else(|| {
+                made_up_status(
+                    &t.info.task_id,
+                    Some(&t.info.agent_id),
+                    t.state,
+                    "",
+                    "",
+                    now,
+                )
+            });
+            s.state = t.state;
+            s.uuid = None;
+            s.message = Some("Reconciliation: Latest task state".to_owned());
+            s.source = Some("SOURCE_MASTER".to_owned());
+            s.reason = Some("REASON_RECONCILIATION".to_owned());
+            s.timestamp = Some(now.wall);
+            s.executor_id = None;
+            s.healthy = None;
+            s.data = None;
+            s
+        };
+        if tasks.is_empty() {
+            updates.extend(fw.tasks.values().map(latest));
+        } else {
+            for r in tasks {
+                if let Some(t) = fw.tasks.get(&r.task_id.value) {
+                    updates.push(latest(t));
+                    continue;
+                }
+                let agent_known = r
+                    .agent_id
+                    .as_ref()
+                    .and_then(|a| self.agents.get(&a.value))
+                    .is_some_and(|a| a.state == AgentState::Active);
+                let (state, message) = match (agent_known, partition_aware) {
+                    (true, true) => (
+                        TaskState::TaskGone,
+                        "Reconciliation: Task is unknown to the agent",
+                    ),
+                    (true, false) => (
+                        TaskState::TaskLost,
+                        "Reconciliation: Task is unknown to the agent",
+                    ),
+                    (false, true) => (TaskState::TaskUnknown, "Reconciliation: Task is unknown"),
+                    (false, false) => (TaskState::TaskLost, "Reconciliation: Task is unknown"),
+                };
+                let agent = if agent_known {
+                    r.agent_id.as_ref()
+                } else {
+                    None
+                };
+                updates.push(made_up_status(
+                    &r.task_id,
+                    agent,
+                    state,
+                    message,
+                    "REASON_RECONCILIATION",
+                    now,
+                ));
+            }
+        }
+        for u in updates {
+            self.send_framework(framework, Event::Update(u));
+        }
+    }
+
+    /// HEARTBEAT to every connected framework (every `heartbeat_interval`).
+    pub fn heartbeat(&mut self) {
+        let ids: Vec<String> = self
+            .frameworks
+            .values()
+            .filter(|f| f.stream.is_some())
+            .map(|f| f.id.clone())
+            .collect();
+        for id in ids {
+            self.send_framework(&id, Event::Heartbeat);
+        }
+    }
+
+    /// Removes frameworks that stayed away longer than their `failover_timeout`.
+    pub fn expire_frameworks(&mut self, now: Now) {
+        let expired: Vec<String> = self
+            .frameworks
+            .values()
+            .filter(|f| {
+                f.disconnected_at.is_some_and(|at| {
+                    let timeout = f.info.failover_timeout.unwrap_or(0.0);
+                    now.mono.saturating_duration_since(at)
+                        >= Duration::try_from_secs_f64(timeout).unwrap_or(Duration::MAX)
+                })
+            })
+            .map(|f| f.id.clone())
+            .collect();
+        for id in expired {
+            tracing::info!(framework = %id, "framework did not fail over in time; removing it");
+            self.remove_framework(&id, now);
+        }
+    }
+
+    // ---- Agents ---------------------------------------------------------------------
+
+    /// An agent's SUBSCRIBE on stream `stream`: registration, or reregistration with the
+    /// id it was given (also after this master restarted, or after it was unreachable).
+    pub fn subscribe_agent(
+        &mut self,
+        agent_id: Option<Id>,
+        info: AgentInfo,
+        tasks: Vec<TaskReport>,
+        stream: String,
+        now: Now,
+    ) -> Result<String, ApiError> {
+        let total = Resources::new(info.resources.clone())
+            .map_err(|e| ApiError::bad_request(format!("invalid agent resources: {e}")))?;
+        let id = match agent_id {
+            Some(id) => id.value,
+            None => {
+                let id = format!("{}-S{}", self.info.id, self.next_agent);
+                self.next_agent += 1;
+                id
+            }
+        };
+        let old_stream = match self.agents.get_mut(&id) {
+            Some(agent) => {
+                let old = agent.stream.replace(stream.clone());
+                agent.info = info;
+                agent.total = total.clone();
+                agent.missed_pings = 0;
+                agent.reregistered_time = Some(now.wall);
+                if let AgentState::Unreachable { .. } = agent.state {
+                    tracing::info!(agent = %id, "unreachable agent came back; readmitting it");
+                }
+                agent.state = AgentState::Active;
+                old
+            }
+            None => {
+                self.agents.insert(
+                    id.clone(),
+                    Agent {
+                        id: id.clone(),
+                        info,
+                        total: total.clone(),
+                        used: Resources::default(),
+                        offered: Resources::default(),
+                        state: AgentState::Active,
+                        stream: Some(stream),
+                        missed_pings: 0,
+                        registered_time: now.wall,
+                        reregistered_time: None,
+                    },
+                );
+                None
+            }
+        };
+        if let Some(old) = old_stream {
+            self.outputs.push(Output::EndAgentStream {
+                agent: id.clone(),
+                stream: old,
+            });
+        }
+        // Offers on the old registration are void.
+        let stale: Vec<String> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.agent == id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for offer in stale {
+            self.rescind(&offer, true);
+        }
+        self.allocator.add_agent(&id, total.scalars());
+        self.adopt_reported_tasks(&id, tasks, now);
+        self.send_agent(
+            &id,
+            AgentEvent::Registered {
+                agent_id: Id::new(&id),
+                ping_interval_seconds: self.config.agent_ping_timeout.as_secs_f64(),
+            },
+        );
+        self.dirty = true;
+        Ok(id)
+    }
+
+    /// Brings the master's view of the agent's tasks in line with what it reports.
+    fn adopt_reported_tasks(&mut self, agent: &str, reports: Vec<TaskReport>, now: Now) {
+        let mut used = Resources::default();
+        for report in reports {
+            let framework = report.framework_id.value.clone();
+            let Some(fw) = self.frameworks.get_mut(&framework) else {
+                // A framework this master does not know (removed, or lost in a master
+                // restart before it resubscribed): its tasks must not run on.
+                if self.removed_frameworks.contains(&framework) {
+                    self.send_agent(
+                        agent,
+                        AgentEvent::ShutdownFramework {
+                            framework_id: report.framework_id,
+                        },
+                    );
+                }
+                continue;
+            };
+            let partition_aware = fw.partition_aware();
+            let resources = Resources::new(report.task.resources.clone()).unwrap_or_default();
+            let lost_before = fw
+                .tasks
+                .get(&report.task.task_id.value)
+                .is_some_and(|t| t.state == TaskState::TaskLost);
+            if lost_before && !partition_aware {
+                // The framework was told the task was lost; it must not come back.
+                let task_id = report.task.task_id.clone();
+                self.send_agent(
+                    agent,
+                    AgentEvent::KillTask {
+                        framework_id: report.framework_id,
+                        task_id,
+                        kill_policy: None,
+                    },
+                );
+                continue;
+            }
+            if !report.state.is_terminal() {
+                used += &resources;
+            }
+            let role = report
+                .task
+                .resources
+                .iter()
+                .find_map(|r| r.allocation_info.as_ref().and_then(|a| a.role.clone()))
+                .unwrap_or_else(|| "*".to_owned());
+            let entry = fw
+                .tasks
+                .entry(report.task.task_id.value.clone())
+                .or_insert_with(|| Task {
+                    info: report.task.clone(),
+                    framework_id: framework.clone(),
+                    agent_id: agent.to_owned(),
+                    state: report.state,
+                    statuses: Vec::new(),
+                    resources: resources.clone(),
+                    role: role.clone(),
+                });
+            entry.state = report.state;
+            if !report.state.is_terminal() {
+                self.allocator
+                    .allocate(&framework, &role, agent, &resources.scalars());
+            }
+        }
+        let _ = now;
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.used = used;
+        }
+    }
+
+    pub fn agent_pong(&mut self, agent: &str) {
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.missed_pings = 0;
+        }
+    }
+
+    pub fn agent_disconnected(&mut self, agent: &str, stream: &str) {
+        if let Some(a) = self.agents.get_mut(agent) {
+            if a.stream.as_deref() == Some(stream) {
+                a.stream = None;
+            }
+        }
+        let offers: Vec<String> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.agent == agent)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for o in offers {
+            self.rescind(&o, true);
+        }
+    }
+
+    /// Every `agent_ping_timeout`: ping connected agents; an agent that has not answered
+    /// `max_agent_ping_timeouts` pings in a row (or stayed disconnected that long) becomes
+    /// unreachable.
+    pub fn ping_agents(&mut self, now: Now) {
+        let ids: Vec<String> = self
+            .agents
+            .values()
+            .filter(|a| a.state == AgentState::Active)
+            .map(|a| a.id.clone())
+            .collect();
+        for id in ids {
+            let Some(a) = self.agents.get_mut(&id) else {
+                continue;
+            };
+            if a.missed_pings >= self.config.max_agent_ping_timeouts {
+                self.mark_unreachable(&id, now);
+                continue;
+            }
+            a.missed_pings += 1;
+            self.send_agent(&id, AgentEvent::Ping);
+        }
+    }
+
+    pub fn mark_unreachable(&mut self, agent: &str, now: Now) {
+        let Some(a) = self.agents.get_mut(agent) else {
+            return;
+        };
+        tracing::warn!(agent, hostname = %a.info.hostname, "agent is unreachable: health check timed out");
+        a.state = AgentState::Unreachable { since: now.wall };
+        let hostname = a.info.hostname.clone();
+        if let Some(stream) = a.stream.take() {
+            self.outputs.push(Output::EndAgentStream {
+                agent: agent.to_owned(),
+                stream,
+            });
+        }
+        let offers: Vec<String> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.agent == agent)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for o in offers {
+            self.rescind(&o, true);
+        }
+        let mut updates = Vec::new();
+        for fw in self.frameworks.values_mut() {
+            let partition_aware = fw.partition_aware();
+            for t in fw.tasks.values_mut().filter(|t| t.agent_id == agent) {
+                if t.state.is_terminal() {
+                    continue;
+                }
+                let state = if partition_aware {
+                    TaskState::TaskUnreachable
+                } else {
+                    TaskState::TaskLost
+                };
+                let mut s = master_status(
+                    t,
+                    state,
+                    &format!("Agent {hostname} is unreachable: health check timed out"),
+                    "REASON_AGENT_REMOVED",
+                    now,
+                );
+                if partition_aware {
+                    s.unreachable_time = Some(holdfast_api::scheduler::Nanos {
+                        nanoseconds: (now.wall * 1e9) as i64,
+                    });
+                }
+                t.state = state;
+                t.statuses.push(s.clone());
+                updates.push((fw.id.clone(), s));
+            }
+        }
+        for (fw, s) in updates {
+            self.send_framework(&fw, Event::Update(s));
+        }
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.used = Resources::default();
+        }
+        self.allocator.remove_agent(agent);
+        self.dirty = true;
+    }
+
+    /// A status update from an agent, forwarded to its framework (which acknowledges it
+    /// through the master).
+    pub fn agent_update(&mut self, agent: &str, framework: &str, mut status: TaskStatus, now: Now) {
+        status.agent_id = Some(Id::new(agent));
+        let limit = self.config.max_completed_tasks_per_framework;
+        let mut released = None;
+        if let Some(fw) = self.frameworks.get_mut(framework) {
+            if let Some(t) = fw.tasks.get_mut(&status.task_id.value) {
+                let was_terminal = t.state.is_terminal();
+                t.state = status.state;
+                t.statuses.push(status.clone());
+                if status.state.is_terminal() && !was_terminal {
+                    released = Some(t.clone());
+                }
+                // A terminal update without a uuid needs no acknowledgement.
+                if status.state.is_terminal() && status.uuid.is_none() {
+                    if let Some(t) = fw.tasks.remove(&status.task_id.value) {
+                        push_completed(fw, t, limit);
+                    }
+                }
+            }
+        }
+        if let Some(t) = released {
+            self.release_task_resources(&t);
+        }
+        let _ = now;
+        self.send_framework(framework, Event::Update(status));
+    }
+
+    pub fn agent_message(&mut self, framework: &str, agent: &str, executor: Id, data: Vec<u8>) {
+        self.send_framework(
+            framework,
+            Event::Message {
+                agent_id: Id::new(agent),
+                executor_id: executor,
+                data,
+            },
+        );
+    }
+
+    pub fn executor_exited(&mut self, framework: &str, agent: &str, executor: Id, status: i32) {
+        self.send_framework(
+            framework,
+            Event::Failure {
+                agent_id: Id::new(agent),
+                executor_id: Some(executor),
+                status: Some(status),
+            },
+        );
+    }
+
+    // ---- Offers ---------------------------------------------------------------------
+
+    /// Offers what agents have available, when something changed since the last time
+    /// (or always with `force`, so expired filters are noticed).
+    pub fn allocate(&mut self, now: Now, force: bool) {
+        if !self.dirty && !force {
+            return;
+        }
+        self.dirty = false;
+        let available: BTreeMap<String, holdfast_resources::Resources> = self
+            .agents
+            .values()
+            .filter(|a| a.state == AgentState::Active && a.stream.is_some())
+            .map(|a| (a.id.clone(), a.available()))
+            .filter(|(_, r)| !r.is_empty())
+            .collect();
+        let scalars = available
+            .iter()
+            .map(|(k, r)| (k.clone(), r.scalars()))
+            .collect();
+        let decisions = self.allocator.decide(&scalars, now.mono);
+        let mut by_framework: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
+        for d in decisions {
+            let Some(resources) = available.get(&d.agent) else {
+                continue;
+            };
+            if self
+                .frameworks
+                .get(&d.framework)
+                .is_none_or(|f| f.stream.is_none())
+            {
+                continue;
+            }
+            let resources = resources.allocated_to(&d.role);
+            let id = format!("{}-O{}", self.info.id, self.next_offer);
+            self.next_offer += 1;
+            let Some(agent) = self.agents.get_mut(&d.agent) else {
+                continue;
+            };
+            agent.offered += &resources;
+            let offer = Offer {
+                id: Id::new(&id),
+                framework_id: Id::new(&d.framework),
+                agent_id: Id::new(&d.agent),
+                hostname: agent.info.hostname.clone(),
+                url: Url {
+                    scheme: "http".to_owned(),
+                    address: holdfast_api::scheduler::Address {
+                        hostname: agent.info.hostname.clone(),
+                        ip: agent.info.hostname.clone(),
+                        port: agent.info.port,
+                    },
+                    path: "/slave(1)".to_owned(),
+                },
+                resources: resources.to_vec(),
+                attributes: agent.info.attributes.clone(),
+                allocation_info: AllocationInfo {
+                    role: Some(d.role.clone()),
+                },
+                domain: agent.info.domain.clone(),
+            };
+            self.allocator
+                .allocate(&d.framework, &d.role, &d.agent, &resources.scalars());
+            if let Some(fw) = self.frameworks.get_mut(&d.framework) {
+                fw.offers.insert(id.clone());
+            }
+            self.offers.insert(
+                id,
+                PendingOffer {
+                    framework: d.framework.clone(),
+                    agent: d.agent.clone(),
+                    role: d.role,
+                    resources,
+                },
+            );
+            by_framework.entry(d.framework).or_default().push(offer);
+        }
+        for (fw, offers) in by_framework {
+            self.send_framework(&fw, Event::Offers(offers));
+        }
+    }
+}
+
+fn push_completed(fw: &mut Framework, t: Task, limit: usize) {
+    fw.completed.push_back(t);
+    while fw.completed.len() > limit {
+        fw.completed.pop_front();
+    }
+}
+
+/// Resources in Mesos's text form with their allocation role, as its error messages
+/// write them: `cpus(allocated: *):4`.
+fn with_allocation(r: &Resources) -> String {
+    r.iter()
+        .map(|res| {
+            let role = res
+                .allocation_info
+                .as_ref()
+                .and_then(|a| a.role.clone())
+                .unwrap_or_else(|| "*".to_owned());
+            let one = Resources::new([res.clone()]).map(|x| x.unallocated().to_string());
+            let text = one.unwrap_or_default();
+            match text.split_once(':') {
+                Some((name, value)) => format!("{name}(allocated: {role}):{value}"),
+                None => text,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// An update the master makes up: no uuid (nothing to acknowledge), source master.
+fn made_up_status(
+    task: &Id,
+    agent: Option<&Id>,
+    state: TaskState,
+    message: &str,
+    reason: &str,
+    now: Now,
+) -> TaskStatus {
+    TaskStatus {
+        task_id: task.clone(),
+        state,
+        message: (!message.is_empty()).then(|| message.to_owned()),
+        source: Some("SOURCE_MASTER".to_owned()),
+        reason: (!reason.is_empty()).then(|| reason.to_owned()),
+        data: None,
+        agent_id: agent.cloned(),
+        executor_id: None,
+        timestamp: Some(now.wall),
+        uuid: None,
+        healthy: None,
+        container_status: None,
+        unreachable_time: None,
+        extra: Default::default(),
+    }
+}
+
+fn master_status(
+    task: &Task,
+    state: TaskState,
+    message: &str,
+    reason: &str,
+    now: Now,
+) -> TaskStatus {
+    made_up_status(
+        &task.info.task_id,
+        Some(&Id::new(&task.agent_id)),
+        state,
+        message,
+        reason,
+        now,
+    )
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -1,0 +1,734 @@
+//! The master's state machine driven directly: frameworks, agents, offers and tasks.
+
+use std::time::{Duration, Instant};
+
+use holdfast_api::internal::{AgentEvent, AgentInfo, TaskReport};
+use holdfast_api::scheduler::{
+    Accept, CallBody, Capability, Decline, Event, Filters, FrameworkInfo, Id, MasterInfo,
+    Operation, ReconcileTask, Subscribe, TaskInfo, TaskState, TaskStatus,
+};
+use holdfast_api::v1::Resource;
+use holdfast_resources::Resources;
+
+use super::*;
+
+struct World {
+    m: Master,
+    start: Instant,
+    secs: f64,
+}
+
+impl World {
+    fn new() -> World {
+        let info = MasterInfo::new(
+            "m",
+            std::net::Ipv4Addr::LOCALHOST,
+            "localhost",
+            5050,
+            "0.1.0",
+        );
+        World {
+            m: Master::new(info, Config::default()),
+            start: Instant::now(),
+            secs: 0.0,
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            mono: self.start + Duration::from_secs_f64(self.secs),
+            wall: 1_700_000_000.0 + self.secs,
+        }
+    }
+
+    fn advance(&mut self, secs: f64) {
+        self.secs += secs;
+    }
+
+    fn framework(&mut self, name: &str, partition_aware: bool) -> String {
+        let mut info = framework_info(name);
+        if partition_aware {
+            info.capabilities.push(Capability {
+                kind: Some("PARTITION_AWARE".to_owned()),
+            });
+        }
+        let now = self.now();
+        let id = self
+            .m
+            .subscribe_framework(
+                None,
+                Subscribe {
+                    framework_info: info,
+                    suppressed_roles: Vec::new(),
+                },
+                format!("stream-{name}"),
+                now,
+            )
+            .expect("subscribe");
+        let out = self.m.take_outputs();
+        assert!(matches!(
+            &out[0],
+            Output::Framework {
+                event: Event::Subscribed { .. },
+                ..
+            }
+        ));
+        assert!(matches!(
+            &out[1],
+            Output::Framework {
+                event: Event::Heartbeat,
+                ..
+            }
+        ));
+        id
+    }
+
+    fn agent(&mut self, host: &str, resources: &str) -> String {
+        let now = self.now();
+        let id = self
+            .m
+            .subscribe_agent(
+                None,
+                agent_info(host, resources),
+                Vec::new(),
+                format!("astream-{host}"),
+                now,
+            )
+            .expect("agent");
+        let out = self.m.take_outputs();
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                Output::Agent {
+                    event: AgentEvent::Registered { .. },
+                    ..
+                }
+            )),
+            "{out:?}"
+        );
+        id
+    }
+
+    /// Runs an allocation and returns the offers each framework got.
+    fn offers(&mut self) -> Vec<(String, holdfast_api::scheduler::Offer)> {
+        let now = self.now();
+        self.m.allocate(now, true);
+        self.m
+            .take_outputs()
+            .into_iter()
+            .flat_map(|o| match o {
+                Output::Framework {
+                    framework,
+                    event: Event::Offers(list),
+                } => list.into_iter().map(|x| (framework.clone(), x)).collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    fn call(&mut self, fw: &str, body: CallBody) -> Vec<Output> {
+        let now = self.now();
+        self.m.framework_call(fw, body, now).expect("call");
+        self.m.take_outputs()
+    }
+}
+
+fn framework_info(name: &str) -> FrameworkInfo {
+    serde_json::from_value(serde_json::json!({"user": "root", "name": name})).expect("info")
+}
+
+fn agent_info(host: &str, resources: &str) -> AgentInfo {
+    AgentInfo {
+        hostname: host.to_owned(),
+        port: 5051,
+        resources: Resources::parse(resources, "*")
+            .expect("resources")
+            .into_vec(),
+        attributes: Vec::new(),
+        domain: None,
+    }
+}
+
+fn task(id: &str, agent: &str, cpus: f64, mem: f64) -> TaskInfo {
+    let mut cpu = Resource::scalar("cpus", cpus);
+    cpu.allocation_info = Some(holdfast_api::v1::AllocationInfo {
+        role: Some("*".to_owned()),
+    });
+    let mut m = Resource::scalar("mem", mem);
+    m.allocation_info = cpu.allocation_info.clone();
+    serde_json::from_value(serde_json::json!({
+        "name": id, "task_id": {"value": id}, "agent_id": {"value": agent},
+        "resources": [cpu, m], "command": {"value": "true"}
+    }))
+    .expect("task")
+}
+
+fn launch(offer: &str, tasks: Vec<TaskInfo>, refuse: Option<f64>) -> CallBody {
+    CallBody::Accept(Accept {
+        offer_ids: vec![Id::new(offer)],
+        operations: vec![Operation::Launch(tasks)],
+        filters: Filters {
+            refuse_seconds: refuse,
+        },
+    })
+}
+
+fn updates(out: &[Output]) -> Vec<TaskStatus> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Framework {
+                event: Event::Update(s),
+                ..
+            } => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn agent_events(out: &[Output]) -> Vec<AgentEvent> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Agent { event, .. } => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn status(task: &str, state: TaskState, uuid: Option<&str>) -> TaskStatus {
+    serde_json::from_value(serde_json::json!({
+        "task_id": {"value": task}, "state": state, "source": "SOURCE_EXECUTOR",
+        "uuid": uuid, "timestamp": 1.0
+    }))
+    .expect("status")
+}
+
+const UUID_A: &str = "knnFONfHRvGmQM8etzVMRQ==";
+
+#[test]
+fn a_task_goes_from_offer_to_acknowledged_finish() {
+    let mut w = World::new();
+    let fw = w.framework("f", true);
+    let agent = w.agent("h1", "cpus:4;mem:4096;ports:[31000-32000]");
+    let offers = w.offers();
+    assert_eq!(offers.len(), 1);
+    let (to, offer) = &offers[0];
+    assert_eq!(to, &fw);
+    let offered = Resources::new(offer.resources.clone()).expect("offered");
+    assert_eq!(offered.scalar("cpus"), 4.0);
+    assert_eq!(offered.scalar("mem"), 4096.0);
+    assert!(offer
+        .resources
+        .iter()
+        .all(|r| r.role.as_deref() == Some("*")
+            && r.allocation_info.as_ref().and_then(|a| a.role.as_deref()) == Some("*")));
+
+    let out = w.call(
+        &fw,
+        launch(
+            &offer.id.value,
+            vec![task("t1", &agent, 1.0, 128.0)],
+            Some(0.0),
+        ),
+    );
+    let run = agent_events(&out);
+    assert!(
+        matches!(&run[..], [AgentEvent::RunTask { task, .. }] if task.task_id.value == "t1"),
+        "{run:?}"
+    );
+    assert_eq!(
+        w.m.frameworks[&fw].tasks["t1"].state,
+        TaskState::TaskStaging
+    );
+
+    // What the task does not use is offered again.
+    let again = w.offers();
+    assert_eq!(again.len(), 1);
+    let left = Resources::new(again[0].1.resources.clone()).expect("left");
+    assert_eq!(left.scalar("cpus"), 3.0);
+    assert_eq!(left.scalar("mem"), 3968.0);
+
+    let now = w.now();
+    w.m.agent_update(
+        &agent,
+        &fw,
+        status("t1", TaskState::TaskRunning, Some(UUID_A)),
+        now,
+    );
+    let out = w.m.take_outputs();
+    let u = updates(&out);
+    assert_eq!(u.len(), 1);
+    assert_eq!(
+        u[0].agent_id.as_ref().map(|a| a.value.as_str()),
+        Some(agent.as_str())
+    );
+    assert_eq!(u[0].uuid.as_deref(), Some(UUID_A));
+
+    let ack = |uuid: &str| {
+        CallBody::Acknowledge(holdfast_api::scheduler::Acknowledge {
+            agent_id: Id::new(&agent),
+            task_id: Id::new("t1"),
+            uuid: holdfast_api::base64::decode(uuid).expect("uuid"),
+        })
+    };
+    let out = w.call(&fw, ack(UUID_A));
+    assert!(
+        matches!(&agent_events(&out)[..], [AgentEvent::Acknowledge { uuid, .. }] if uuid == UUID_A)
+    );
+
+    let finished_uuid = "AAAAAAAAAAAAAAAAAAAAAA==";
+    let now = w.now();
+    w.m.agent_update(
+        &agent,
+        &fw,
+        status("t1", TaskState::TaskFinished, Some(finished_uuid)),
+        now,
+    );
+    w.m.take_outputs();
+    assert!(
+        w.m.agents[&agent].used.is_empty(),
+        "resources freed at the terminal update"
+    );
+    // Still listed until acknowledged; then completed.
+    assert!(w.m.frameworks[&fw].tasks.contains_key("t1"));
+    w.call(&fw, ack(finished_uuid));
+    assert!(w.m.frameworks[&fw].tasks.is_empty());
+    assert_eq!(w.m.frameworks[&fw].completed.len(), 1);
+}
+
+#[test]
+fn a_task_larger_than_its_offer_is_refused_with_a_reason() {
+    let mut w = World::new();
+    let fw = w.framework("f", true);
+    let agent = w.agent("h1", "cpus:4;mem:4096");
+    let offer = w.offers().remove(0).1;
+    let out = w.call(
+        &fw,
+        launch(
+            &offer.id.value,
+            vec![task("big", &agent, 100.0, 32.0)],
+            None,
+        ),
+    );
+    let u = updates(&out);
+    assert_eq!(u.len(), 1);
+    assert_eq!(u[0].state, TaskState::TaskError);
+    assert_eq!(u[0].reason.as_deref(), Some("REASON_TASK_INVALID"));
+    assert_eq!(u[0].uuid, None);
+    assert_eq!(
+        u[0].message.as_deref(),
+        Some(
+            "Total resources cpus(allocated: *):100; mem(allocated: *):32 required by task and \
+              its executor is more than available cpus(allocated: *):4; mem(allocated: *):4096"
+        )
+    );
+    assert!(agent_events(&out).is_empty());
+    assert!(w.m.frameworks[&fw].tasks.is_empty());
+}
+
+#[test]
+fn invalid_offers_drop_or_lose_the_tasks() {
+    for (partition_aware, state) in [(true, TaskState::TaskDropped), (false, TaskState::TaskLost)] {
+        let mut w = World::new();
+        let fw = w.framework("f", partition_aware);
+        let agent = w.agent("h1", "cpus:4;mem:4096");
+        let out = w.call(
+            &fw,
+            launch(
+                "no-such-offer-O999",
+                vec![task("t", &agent, 1.0, 32.0)],
+                None,
+            ),
+        );
+        let u = updates(&out);
+        assert_eq!(u[0].state, state);
+        assert_eq!(
+            u[0].message.as_deref(),
+            Some("Task launched with invalid offers: Offer no-such-offer-O999 is no longer valid")
+        );
+        assert_eq!(u[0].reason.as_deref(), Some("REASON_INVALID_OFFERS"));
+    }
+}
+
+#[test]
+fn declined_resources_wait_out_the_filter_unless_revived() {
+    let mut w = World::new();
+    let fw = w.framework("f", true);
+    w.agent("h1", "cpus:4;mem:4096");
+    let offer = w.offers().remove(0).1;
+    w.call(
+        &fw,
+        CallBody::Decline(Decline {
+            offer_ids: vec![offer.id.clone()],
+            filters: Filters {
+                refuse_seconds: Some(10.0),
+            },
+        }),
+    );
+    assert!(w.offers().is_empty(), "filtered");
+    w.advance(11.0);
+    assert_eq!(w.offers().len(), 1, "filter expired");
+    let offer = w.offers_or_existing();
+    w.call(
+        &fw,
+        CallBody::Decline(Decline {
+            offer_ids: vec![Id::new(&offer)],
+            filters: Filters {
+                refuse_seconds: Some(1000.0),
+            },
+        }),
+    );
+    assert!(w.offers().is_empty());
+    w.call(&fw, CallBody::Revive(Vec::new()));
+    assert_eq!(w.offers().len(), 1, "revive clears filters");
+}
+
+impl World {
+    fn offers_or_existing(&self) -> String {
+        self.m
+            .offers
+            .keys()
+            .next()
+            .cloned()
+            .expect("an outstanding offer")
+    }
+}
+
+#[test]
+fn two_frameworks_share_two_agents() {
+    let mut w = World::new();
+    let a = w.framework("a", true);
+    let b = w.framework("b", true);
+    w.agent("h1", "cpus:4;mem:4096");
+    w.agent("h2", "cpus:4;mem:4096");
+    let offers = w.offers();
+    let mut to: Vec<&str> = offers.iter().map(|(f, _)| f.as_str()).collect();
+    to.sort();
+    assert_eq!(to, vec![a.as_str(), b.as_str()]);
+}
+
+#[test]
+fn an_agent_that_stops_answering_becomes_unreachable_and_is_readmitted() {
+    let mut w = World::new();
+    let aware = w.framework("aware", true);
+    let legacy = w.framework("legacy", false);
+    let agent = w.agent("h1", "cpus:4;mem:4096");
+    let offers = w.offers();
+    for (fw, offer) in &offers {
+        let id = if fw == &aware { "ta" } else { "tl" };
+        w.call(
+            fw,
+            launch(
+                &offer.id.value,
+                vec![task(id, &agent, 0.5, 64.0)],
+                Some(0.0),
+            ),
+        );
+    }
+    // Both frameworks may hold the single agent's offer in turn.
+    while w
+        .m
+        .frameworks
+        .values()
+        .map(|f| f.tasks.len())
+        .sum::<usize>()
+        < 2
+    {
+        let more = w.offers();
+        let (fw, offer) = more.first().expect("offer").clone();
+        let id = if fw == aware { "ta" } else { "tl" };
+        w.call(
+            &fw,
+            launch(
+                &offer.id.value,
+                vec![task(id, &agent, 0.5, 64.0)],
+                Some(0.0),
+            ),
+        );
+    }
+    let max = w.m.config.max_agent_ping_timeouts;
+    for _ in 0..max {
+        let now = w.now();
+        w.m.ping_agents(now);
+        assert!(agent_events(&w.m.take_outputs()).contains(&AgentEvent::Ping));
+    }
+    assert_eq!(w.m.agents[&agent].state, AgentState::Active);
+    let now = w.now();
+    w.m.ping_agents(now);
+    let out = w.m.take_outputs();
+    assert!(matches!(
+        w.m.agents[&agent].state,
+        AgentState::Unreachable { .. }
+    ));
+    let u = updates(&out);
+    let ta = u.iter().find(|s| s.task_id.value == "ta").expect("ta");
+    assert_eq!(ta.state, TaskState::TaskUnreachable);
+    assert!(ta.unreachable_time.is_some());
+    let tl = u.iter().find(|s| s.task_id.value == "tl").expect("tl");
+    assert_eq!(tl.state, TaskState::TaskLost);
+    assert_eq!(tl.reason.as_deref(), Some("REASON_AGENT_REMOVED"));
+    assert!(
+        w.offers().is_empty(),
+        "nothing offered on an unreachable agent"
+    );
+
+    // It comes back with both tasks still running.
+    let reports = [("ta", &aware), ("tl", &legacy)]
+        .iter()
+        .map(|(t, fw)| TaskReport {
+            framework_id: Id::new(*fw),
+            task: task(t, &agent, 0.5, 64.0),
+            state: TaskState::TaskRunning,
+            executor_id: None,
+        })
+        .collect();
+    let now = w.now();
+    let back =
+        w.m.subscribe_agent(
+            Some(Id::new(&agent)),
+            agent_info("h1", "cpus:4;mem:4096"),
+            reports,
+            "again".into(),
+            now,
+        )
+        .expect("reregister");
+    assert_eq!(back, agent);
+    let out = w.m.take_outputs();
+    assert_eq!(w.m.agents[&agent].state, AgentState::Active);
+    let events = agent_events(&out);
+    // The legacy framework was told its task was lost: it must not come back.
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::KillTask { task_id, .. } if task_id.value == "tl")),
+        "{events:?}"
+    );
+    assert_eq!(
+        w.m.frameworks[&aware].tasks["ta"].state,
+        TaskState::TaskRunning
+    );
+    assert_eq!(w.m.agents[&agent].used.scalar("cpus"), 0.5);
+}
+
+#[test]
+fn teardown_ends_the_framework_for_good() {
+    let mut w = World::new();
+    let fw = w.framework("f", true);
+    let agent = w.agent("h1", "cpus:4;mem:4096");
+    let offer = w.offers().remove(0).1;
+    w.call(
+        &fw,
+        launch(&offer.id.value, vec![task("t", &agent, 1.0, 32.0)], None),
+    );
+    let out = w.call(&fw, CallBody::Teardown);
+    assert!(agent_events(&out)
+        .iter()
+        .any(|e| matches!(e, AgentEvent::ShutdownFramework { .. })));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::EndFrameworkStream { .. })));
+    assert!(w.m.agents[&agent].used.is_empty());
+    let mut info = framework_info("f");
+    info.id = Some(Id::new(&fw));
+    let now = w.now();
+    let refused = w.m.subscribe_framework(
+        None,
+        Subscribe {
+            framework_info: info,
+            suppressed_roles: vec![],
+        },
+        "s2".into(),
+        now,
+    );
+    assert_eq!(
+        refused,
+        Err(SubscribeRefused("Framework has been removed".into()))
+    );
+}
+
+#[test]
+fn a_framework_fails_over_within_its_timeout_or_is_removed() {
+    let mut w = World::new();
+    let mut info = framework_info("f");
+    info.failover_timeout = Some(60.0);
+    let now = w.now();
+    let fw =
+        w.m.subscribe_framework(
+            None,
+            Subscribe {
+                framework_info: info.clone(),
+                suppressed_roles: vec![],
+            },
+            "s1".into(),
+            now,
+        )
+        .expect("sub");
+    w.m.take_outputs();
+    w.agent("h1", "cpus:4;mem:4096");
+    assert_eq!(w.offers().len(), 1);
+    let now = w.now();
+    w.m.framework_disconnected(&fw, "s1", now);
+    assert!(w.m.offers.is_empty(), "offers rescinded on disconnect");
+    assert!(w.offers().is_empty(), "nothing offered while away");
+    w.advance(30.0);
+    let now = w.now();
+    w.m.expire_frameworks(now);
+    info.id = Some(Id::new(&fw));
+    let again =
+        w.m.subscribe_framework(
+            None,
+            Subscribe {
+                framework_info: info.clone(),
+                suppressed_roles: vec![],
+            },
+            "s2".into(),
+            now,
+        )
+        .expect("failover");
+    assert_eq!(again, fw);
+    w.m.take_outputs();
+    assert_eq!(w.offers().len(), 1);
+    assert_eq!(
+        w.m.authorize_call(Some(&Id::new(&fw)), Some("s2")),
+        Ok(fw.clone())
+    );
+    let now = w.now();
+    w.m.framework_disconnected(&fw, "s2", now);
+    w.advance(61.0);
+    let now = w.now();
+    w.m.expire_frameworks(now);
+    assert!(!w.m.frameworks.contains_key(&fw));
+}
+
+#[test]
+fn calls_with_the_wrong_stream_or_framework_are_refused_as_mesos_does() {
+    let mut w = World::new();
+    let fw = w.framework("f", true);
+    let err =
+        w.m.authorize_call(Some(&Id::new(&fw)), None)
+            .expect_err("no stream");
+    assert_eq!(
+        err.message,
+        "All non-subscribe calls should include the 'Mesos-Stream-Id' header"
+    );
+    let err =
+        w.m.authorize_call(Some(&Id::new("nope")), Some("x"))
+            .expect_err("unknown");
+    assert_eq!(err.message, "Framework cannot be found");
+    let err =
+        w.m.authorize_call(Some(&Id::new(&fw)), Some("other"))
+            .expect_err("mismatch");
+    assert_eq!(
+        err.message,
+        format!("The stream ID 'other' included in this request didn't match the stream ID currently associated with framework ID {fw}")
+    );
+}
+
+#[test]
+fn reconciliation_reports_known_and_unknown_tasks() {
+    let mut w = World::new();
+    let fw = w.framework("f", true);
+    let agent = w.agent("h1", "cpus:4;mem:4096");
+    let offer = w.offers().remove(0).1;
+    w.call(
+        &fw,
+        launch(&offer.id.value, vec![task("t", &agent, 1.0, 32.0)], None),
+    );
+    let now = w.now();
+    w.m.agent_update(
+        &agent,
+        &fw,
+        status("t", TaskState::TaskRunning, Some(UUID_A)),
+        now,
+    );
+    w.m.take_outputs();
+    let out = w.call(
+        &fw,
+        CallBody::Reconcile(vec![
+            ReconcileTask {
+                task_id: Id::new("t"),
+                agent_id: None,
+            },
+            ReconcileTask {
+                task_id: Id::new("gone"),
+                agent_id: Some(Id::new(&agent)),
+            },
+            ReconcileTask {
+                task_id: Id::new("never"),
+                agent_id: None,
+            },
+        ]),
+    );
+    let u = updates(&out);
+    let states: Vec<(String, TaskState, Option<String>)> = u
+        .iter()
+        .map(|s| (s.task_id.value.clone(), s.state, s.message.clone()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (
+                "t".into(),
+                TaskState::TaskRunning,
+                Some("Reconciliation: Latest task state".into())
+            ),
+            (
+                "gone".into(),
+                TaskState::TaskGone,
+                Some("Reconciliation: Task is unknown to the agent".into())
+            ),
+            (
+                "never".into(),
+                TaskState::TaskUnknown,
+                Some("Reconciliation: Task is unknown".into())
+            ),
+        ]
+    );
+    assert!(u
+        .iter()
+        .all(|s| s.uuid.is_none() && s.reason.as_deref() == Some("REASON_RECONCILIATION")));
+    let implicit = updates(&w.call(&fw, CallBody::Reconcile(Vec::new())));
+    assert_eq!(implicit.len(), 1);
+    assert_eq!(implicit[0].task_id.value, "t");
+}
+
+#[test]
+fn kill_goes_to_the_agent_and_an_unknown_task_is_reconciled() {
+    let mut w = World::new();
+    let fw = w.framework("f", true);
+    let agent = w.agent("h1", "cpus:4;mem:4096");
+    let offer = w.offers().remove(0).1;
+    w.call(
+        &fw,
+        launch(&offer.id.value, vec![task("t", &agent, 1.0, 32.0)], None),
+    );
+    let kill = |t: &str| {
+        CallBody::Kill(holdfast_api::scheduler::Kill {
+            task_id: Id::new(t),
+            agent_id: None,
+            kill_policy: None,
+        })
+    };
+    let out = w.call(&fw, kill("t"));
+    assert!(
+        matches!(&agent_events(&out)[..], [AgentEvent::KillTask { task_id, .. }] if task_id.value == "t")
+    );
+    let out = w.call(&fw, kill("nope"));
+    assert_eq!(updates(&out)[0].state, TaskState::TaskUnknown);
+}
+
+#[test]
+fn command_is_required() {
+    let mut w = World::new();
+    let fw = w.framework("f", true);
+    let agent = w.agent("h1", "cpus:4;mem:4096");
+    let offer = w.offers().remove(0).1;
+    let mut t = task("t", &agent, 1.0, 32.0);
+    t.command = None;
+    let out = w.call(&fw, launch(&offer.id.value, vec![t], None));
+    let u = updates(&out);
+    assert_eq!(u[0].state, TaskState::TaskError);
+    assert!(u[0]
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("CommandInfo or ExecutorInfo")));
+}
