@@ -257,7 +257,7 @@ async fn serve(flags: AgentFlags, cfg: Config) -> anyhow::Result<ExitCode> {
     let app = holdfast_agent::router(state.clone());
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown_signal("stopping; containers keep running"))
             .await
     });
 
@@ -285,7 +285,8 @@ async fn serve(flags: AgentFlags, cfg: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGTERM or SIGINT, then tells systemd the service is stopping with `status`.
+pub async fn shutdown_signal(status: &str) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -299,7 +300,7 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    notify("STOPPING=1\nSTATUS=stopping; containers keep running");
+    notify(&format!("STOPPING=1\nSTATUS={status}"));
 }
 
 /// Tells systemd (a `Type=notify` service) how the agent is doing; nothing without it.

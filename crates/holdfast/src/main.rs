@@ -4,6 +4,7 @@
 mod agent;
 mod doctor;
 mod flags;
+mod master;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,9 @@ enum Command {
     // As with Mesos flags, a later occurrence of a flag overrides an earlier one.
     #[command(args_override_self = true)]
     Agent(Box<flags::AgentFlags>),
+    /// Run the master: frameworks subscribe to it and agents register with it.
+    #[command(args_override_self = true)]
+    Master(Box<master::MasterFlags>),
     /// Report what this host supports and what would not be enforced.
     Doctor(doctor::DoctorFlags),
 }
@@ -32,6 +36,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Agent(f) => agent::run(*f),
+        Command::Master(f) => master::run(*f),
         Command::Doctor(f) => doctor::run(f),
     };
     match result {

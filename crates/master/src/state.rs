@@ -616,7 +616,8 @@ impl Master {
             Some(fw) => fw.info.clone(),
             None => return Ok(()),
         };
-        for op in a.operations {
+        for mut op in a.operations {
+            inject_allocation(&mut op, &role);
             match op {
                 Operation::Launch(list) => {
                     for task in list {
@@ -1338,6 +1339,32 @@ impl Master {
         }
         for (fw, offers) in by_framework {
             self.send_framework(&fw, Event::Offers(offers));
+        }
+    }
+}
+
+/// Resources that name no allocation role get the offer's, as Mesos does for frameworks
+/// that leave it out (those written before MULTI_ROLE).
+fn inject_allocation(op: &mut Operation, role: &str) {
+    let fill = |resources: &mut Vec<holdfast_api::v1::Resource>| {
+        for r in resources.iter_mut().filter(|r| r.allocation_info.is_none()) {
+            r.allocation_info = Some(AllocationInfo {
+                role: Some(role.to_owned()),
+            });
+        }
+    };
+    let tasks = match op {
+        Operation::Launch(tasks) => tasks,
+        Operation::LaunchGroup { executor, tasks } => {
+            fill(&mut executor.resources);
+            tasks
+        }
+        Operation::Unsupported(_) => return,
+    };
+    for t in tasks.iter_mut() {
+        fill(&mut t.resources);
+        if let Some(e) = t.executor.as_mut() {
+            fill(&mut e.resources);
         }
     }
 }

@@ -1,0 +1,121 @@
+//! `holdfast master`: the cluster's master (frameworks, agents, offers).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use holdfast_api::scheduler::MasterInfo;
+use holdfast_master::state::{Config, Master};
+use serde_json::json;
+
+use crate::flags::parse_duration;
+
+#[derive(Debug, Clone, Args)]
+pub struct MasterFlags {
+    /// Address the HTTP APIs listen on.
+    #[arg(long = "ip", env = "HOLDFAST_IP", default_value = "127.0.0.1")]
+    pub ip: IpAddr,
+    /// Port the HTTP APIs listen on.
+    #[arg(long = "port", env = "HOLDFAST_PORT", default_value_t = 5050)]
+    pub port: u16,
+    /// The name agents and frameworks are told to reach the master by; the IP if unset.
+    #[arg(long = "hostname", env = "HOLDFAST_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// Where the master keeps its state.
+    #[arg(
+        long = "work_dir",
+        env = "HOLDFAST_WORK_DIR",
+        default_value = "/var/lib/holdfast-master"
+    )]
+    pub work_dir: PathBuf,
+    /// Period of HEARTBEAT events on scheduler streams (e.g. `15secs`).
+    #[arg(long = "heartbeat_interval", env = "HOLDFAST_HEARTBEAT_INTERVAL", default_value = "15secs", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// How long the master waits for an agent's answer to a ping.
+    #[arg(long = "agent_ping_timeout", env = "HOLDFAST_AGENT_PING_TIMEOUT", default_value = "15secs", value_parser = parse_duration)]
+    pub agent_ping_timeout: Duration,
+    /// Unanswered pings in a row after which an agent is unreachable.
+    #[arg(long = "max_agent_ping_timeouts", env = "HOLDFAST_MAX_AGENT_PING_TIMEOUTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_agent_ping_timeouts: u32,
+    /// ERROR, WARNING, INFO or DEBUG.
+    #[arg(
+        long = "logging_level",
+        env = "HOLDFAST_LOGGING_LEVEL",
+        default_value = "INFO"
+    )]
+    pub logging_level: String,
+}
+
+pub fn run(flags: MasterFlags) -> anyhow::Result<ExitCode> {
+    crate::agent::init_logging(&flags.logging_level);
+    if flags.heartbeat_interval.is_zero() || flags.agent_ping_timeout.is_zero() {
+        anyhow::bail!(
+            "--heartbeat_interval and --agent_ping_timeout must be longer than zero (e.g. 15secs)"
+        );
+    }
+    std::fs::create_dir_all(&flags.work_dir)
+        .with_context(|| format!("cannot create --work_dir {}", flags.work_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(flags))
+}
+
+async fn serve(flags: MasterFlags) -> anyhow::Result<ExitCode> {
+    let addr = std::net::SocketAddr::new(flags.ip, flags.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let ipv4 = match flags.ip {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+    };
+    let hostname = flags
+        .hostname
+        .clone()
+        .unwrap_or_else(|| flags.ip.to_string());
+    let version = crate::agent::version_info();
+    let info = MasterInfo::new(
+        &holdfast_master::http::uuid4(),
+        ipv4,
+        &hostname,
+        flags.port,
+        &version.version,
+    );
+    tracing::info!(master_id = %info.id, "master starting on {addr}");
+    let master = Master::new(
+        info,
+        Config {
+            heartbeat_interval: flags.heartbeat_interval,
+            agent_ping_timeout: flags.agent_ping_timeout,
+            max_agent_ping_timeouts: flags.max_agent_ping_timeouts,
+            ..Config::default()
+        },
+    );
+    let flag_list = json!([
+        {"name": "ip", "value": flags.ip.to_string()},
+        {"name": "port", "value": flags.port.to_string()},
+        {"name": "hostname", "value": hostname},
+        {"name": "work_dir", "value": flags.work_dir.display().to_string()},
+        {"name": "heartbeat_interval", "value": format!("{}secs", flags.heartbeat_interval.as_secs_f64())},
+        {"name": "agent_ping_timeout", "value": format!("{}secs", flags.agent_ping_timeout.as_secs_f64())},
+        {"name": "max_agent_ping_timeouts", "value": flags.max_agent_ping_timeouts.to_string()},
+        {"name": "logging_level", "value": flags.logging_level},
+    ]);
+    let handle = holdfast_master::http::start(
+        master,
+        serde_json::to_value(&version).unwrap_or_default(),
+        flag_list,
+    );
+    let app = holdfast_master::http::router(handle);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(crate::agent::shutdown_signal("stopping"))
+        .await
+        .context("the HTTP server failed")?;
+    Ok(ExitCode::SUCCESS)
+}

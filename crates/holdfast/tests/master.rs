@@ -1,0 +1,403 @@
+//! `holdfast master` over HTTP: a framework and an agent (both driven by this test through
+//! the wire protocols) take a task from offer to acknowledged finish.
+
+mod support;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{free_port, raw_request};
+
+struct MasterProcess {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl MasterProcess {
+    fn start(extra: &[&str]) -> MasterProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .arg("master")
+            .arg(format!("--port={port}"))
+            .arg(format!("--work_dir={}", dir.path().display()))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn master");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while raw_request(port, "GET", "/health", None, "")
+            .map(|r| r.0)
+            .ok()
+            != Some(200)
+        {
+            assert!(Instant::now() < deadline, "master did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        MasterProcess {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for MasterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A chunked RecordIO stream: the answer to a SUBSCRIBE.
+struct EventStream {
+    reader: BufReader<TcpStream>,
+    stream_id: String,
+}
+
+impl EventStream {
+    fn open(port: u16, path: &str, body: &Value) -> EventStream {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let body = body.to_string();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write");
+        let mut reader = BufReader::new(s);
+        let mut status = String::new();
+        reader.read_line(&mut status).expect("status line");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        let mut stream_id = String::new();
+        let mut chunked = false;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("header");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').expect("header line");
+            match name.to_ascii_lowercase().as_str() {
+                "mesos-stream-id" => stream_id = value.trim().to_owned(),
+                "transfer-encoding" => chunked = value.trim() == "chunked",
+                _ => {}
+            }
+        }
+        assert!(chunked, "streams are chunked");
+        EventStream { reader, stream_id }
+    }
+
+    /// The next record; None when the stream ended.
+    fn next(&mut self) -> Option<Value> {
+        let mut size = String::new();
+        self.reader.read_line(&mut size).ok()?;
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return None;
+        }
+        let mut chunk = vec![0u8; size + 2];
+        self.reader.read_exact(&mut chunk).ok()?;
+        let text = String::from_utf8(chunk[..size].to_vec()).expect("utf8");
+        let (len, json) = text.split_once('\n').expect("recordio");
+        assert_eq!(
+            len.parse::<usize>().expect("length"),
+            json.len(),
+            "one record per chunk"
+        );
+        Some(serde_json::from_str(json).expect("json"))
+    }
+
+    /// The next record of `kind`, skipping heartbeats, pings and other kinds.
+    fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let record = self
+                .next()
+                .unwrap_or_else(|| panic!("stream ended before {kind}"));
+            if record["type"] == kind {
+                return record;
+            }
+        }
+    }
+}
+
+fn post(port: u16, path: &str, stream: &str, body: &Value) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let body = body.to_string();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json\r\nMesos-Stream-Id: {stream}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    (
+        status,
+        raw.split_once("\r\n\r\n")
+            .map(|x| x.1.to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+fn subscribe_agent(port: u16, resources: &str) -> (EventStream, String) {
+    let resources: Vec<Value> = resources
+        .split(';')
+        .map(|kv| {
+            let (k, v) = kv.split_once(':').expect("k:v");
+            json!({"name": k, "type": "SCALAR", "scalar": {"value": v.parse::<f64>().expect("num")}})
+        })
+        .collect();
+    let mut agent = EventStream::open(
+        port,
+        "/internal/v1/agent",
+        &json!({"type": "SUBSCRIBE", "info": {"hostname": "127.0.0.1", "port": 5051, "resources": resources}}),
+    );
+    let registered = agent.next_of("REGISTERED");
+    let id = registered["agent_id"]["value"]
+        .as_str()
+        .expect("agent id")
+        .to_owned();
+    (agent, id)
+}
+
+#[test]
+fn a_framework_runs_a_task_through_the_master() {
+    let m = MasterProcess::start(&[]);
+    let (mut agent, agent_id) = subscribe_agent(m.port, "cpus:2;mem:1024");
+
+    let mut fw = EventStream::open(
+        m.port,
+        "/api/v1/scheduler",
+        &json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
+            "user": "root", "name": "e2e", "capabilities": [{"type": "PARTITION_AWARE"}]}}}),
+    );
+    assert!(!fw.stream_id.is_empty(), "Mesos-Stream-Id header");
+    let subscribed = fw.next().expect("SUBSCRIBED");
+    assert_eq!(subscribed["type"], "SUBSCRIBED");
+    assert_eq!(
+        subscribed["subscribed"]["heartbeat_interval_seconds"],
+        json!(15.0)
+    );
+    let framework_id = subscribed["subscribed"]["framework_id"].clone();
+    assert_eq!(fw.next().expect("HEARTBEAT")["type"], "HEARTBEAT");
+
+    let offers = fw.next_of("OFFERS");
+    let offer = &offers["offers"]["offers"][0];
+    assert_eq!(offer["agent_id"]["value"], agent_id.as_str());
+    let cpus = offer["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["name"] == "cpus")
+        .expect("cpus");
+    assert_eq!(cpus["scalar"]["value"], json!(2.0));
+
+    let fw_stream = fw.stream_id.clone();
+    let call = |body: Value| post(m.port, "/api/v1/scheduler", &fw_stream, &body);
+    let (status, body) = call(
+        json!({"type": "ACCEPT", "framework_id": framework_id, "accept": {
+        "offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [{
+            "name": "t1", "task_id": {"value": "t1"}, "agent_id": {"value": agent_id},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5},
+                           "allocation_info": {"role": "*"}}],
+            "command": {"value": "true"}}]}}]}}),
+    );
+    assert_eq!((status, body.as_str()), (202, ""));
+
+    let run = agent.next_of("RUN_TASK");
+    assert_eq!(run["task"]["task_id"]["value"], "t1");
+    assert_eq!(run["framework"]["id"], framework_id);
+
+    // The agent reports the task running; the framework sees it and acknowledges.
+    let uuid = "knnFONfHRvGmQM8etzVMRQ==";
+    let (status, body) = post(
+        m.port,
+        "/internal/v1/agent",
+        &agent.stream_id.clone(),
+        &json!({
+        "type": "UPDATE", "agent_id": {"value": agent_id}, "framework_id": framework_id,
+        "status": {"task_id": {"value": "t1"}, "state": "TASK_RUNNING", "source": "SOURCE_EXECUTOR",
+                   "uuid": uuid, "timestamp": 1.5}}),
+    );
+    assert_eq!((status, body.as_str()), (202, ""));
+    let update = fw.next_of("UPDATE");
+    assert_eq!(update["update"]["status"]["state"], "TASK_RUNNING");
+    assert_eq!(update["update"]["status"]["uuid"], uuid);
+    assert_eq!(
+        update["update"]["status"]["agent_id"]["value"],
+        agent_id.as_str()
+    );
+
+    let (status, _) = call(
+        json!({"type": "ACKNOWLEDGE", "framework_id": framework_id, "acknowledge": {
+        "agent_id": {"value": agent_id}, "task_id": {"value": "t1"}, "uuid": uuid}}),
+    );
+    assert_eq!(status, 202);
+    let ack = agent.next_of("ACKNOWLEDGE");
+    assert_eq!(ack["uuid"], uuid);
+
+    // Calls on the wrong stream are refused, as Mesos does.
+    let (status, body) = post(
+        m.port,
+        "/api/v1/scheduler",
+        "not-the-stream",
+        &json!({
+        "type": "REVIVE", "framework_id": framework_id}),
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("didn't match the stream ID"), "{body}");
+
+    // TEARDOWN ends the stream and the framework's tasks on the agent.
+    let (status, _) = call(json!({"type": "TEARDOWN", "framework_id": framework_id}));
+    assert_eq!(status, 202);
+    assert_eq!(
+        agent.next_of("SHUTDOWN_FRAMEWORK")["framework_id"],
+        framework_id
+    );
+    while let Some(record) = fw.next() {
+        assert_ne!(record["type"], "OFFERS", "no offers after teardown");
+    }
+    // A removed framework cannot come back.
+    let mut again = EventStream::open(
+        m.port,
+        "/api/v1/scheduler",
+        &json!({"type": "SUBSCRIBE", "framework_id": framework_id, "subscribe": {"framework_info": {
+            "user": "root", "name": "e2e", "id": framework_id}}}),
+    );
+    let error = again.next().expect("ERROR");
+    assert_eq!(
+        error,
+        json!({"type": "ERROR", "error": {"message": "Framework has been removed"}})
+    );
+    assert!(again.next().is_none(), "stream ends after the error");
+}
+
+#[test]
+fn an_agent_that_stops_answering_pings_becomes_unreachable() {
+    let m = MasterProcess::start(&["--agent_ping_timeout=1secs", "--max_agent_ping_timeouts=2"]);
+    let (mut agent, agent_id) = subscribe_agent(m.port, "cpus:1;mem:256");
+    let mut fw = EventStream::open(
+        m.port,
+        "/api/v1/scheduler",
+        &json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "root", "name": "u"}}}),
+    );
+    let framework_id = fw.next_of("SUBSCRIBED")["subscribed"]["framework_id"].clone();
+    let offer = fw.next_of("OFFERS")["offers"]["offers"][0].clone();
+    let (status, _) = post(
+        m.port,
+        "/api/v1/scheduler",
+        &fw.stream_id.clone(),
+        &json!({
+        "type": "ACCEPT", "framework_id": framework_id, "accept": {"offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [{
+            "name": "t", "task_id": {"value": "t"}, "agent_id": {"value": agent_id},
+            // No allocation_info, as frameworks written before MULTI_ROLE send.
+            "resources": [{"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}],
+            "command": {"value": "sleep 100"}}]}}]}}),
+    );
+    assert_eq!(status, 202);
+    agent.next_of("RUN_TASK");
+    // Answer one ping, then go silent.
+    agent.next_of("PING");
+    let (status, _) = post(
+        m.port,
+        "/internal/v1/agent",
+        &agent.stream_id.clone(),
+        &json!({"type": "PONG", "agent_id": {"value": agent_id}}),
+    );
+    assert_eq!(status, 202);
+    let started = Instant::now();
+    // Not partition aware: the task is reported lost.
+    let update = fw.next_of("UPDATE");
+    assert_eq!(update["update"]["status"]["state"], "TASK_LOST");
+    assert_eq!(update["update"]["status"]["source"], "SOURCE_MASTER");
+    assert!(
+        update["update"]["status"].get("uuid").is_none(),
+        "made-up updates carry no uuid"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The agent's stream was ended; it may register again under its id.
+    while agent.next().is_some() {}
+    let mut back = EventStream::open(
+        m.port,
+        "/internal/v1/agent",
+        &json!({"type": "SUBSCRIBE", "agent_id": {"value": agent_id},
+                "info": {"hostname": "127.0.0.1", "port": 5051, "resources": []}}),
+    );
+    assert_eq!(
+        back.next_of("REGISTERED")["agent_id"]["value"],
+        agent_id.as_str()
+    );
+}
+
+#[test]
+fn bad_scheduler_input_gets_a_4xx_with_a_reason() {
+    let m = MasterProcess::start(&[]);
+    let (status, body) = raw_request(
+        m.port,
+        "POST",
+        "/api/v1/scheduler",
+        Some("application/json"),
+        "{not json",
+    )
+    .expect("post");
+    assert_eq!(status, 400);
+    assert!(body.starts_with("Failed to parse body into JSON"), "{body}");
+    let (status, body) = raw_request(m.port, "GET", "/api/v1/scheduler", None, "").expect("get");
+    assert_eq!(status, 405);
+    assert_eq!(
+        body,
+        "405 Method Not Allowed. Expecting one of { 'POST' }, but received 'GET'."
+    );
+    let (status, body) = raw_request(
+        m.port,
+        "POST",
+        "/api/v1/scheduler",
+        Some("application/json"),
+        r#"{"type":"DECLINE","decline":{"offer_ids":[]}}"#,
+    )
+    .expect("post");
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            400,
+            "Failed to validate scheduler::Call: Expecting 'framework_id' to be present"
+        )
+    );
+    let (status, body) = raw_request(
+        m.port,
+        "POST",
+        "/internal/v1/agent",
+        Some("application/json"),
+        r#"{"type":"NOPE"}"#,
+    )
+    .expect("post");
+    assert_eq!(status, 400);
+    assert!(body.contains("agent call"), "{body}");
+    let (status, body) = raw_request(m.port, "GET", "/version", None, "").expect("version");
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert!(
+        v["version"]
+            .as_str()
+            .is_some_and(|s| s.chars().all(|c| c.is_ascii_digit() || c == '.')),
+        "{v}"
+    );
+}

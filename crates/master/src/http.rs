@@ -1,0 +1,622 @@
+//! The master's HTTP surface and the task that owns its state.
+//!
+//! One task ([`run_state`]) owns the [`Master`]; handlers send it [`Command`]s and await
+//! the answer, so the state needs no locks and its order of events is the order of the
+//! commands. Streams (a framework's SUBSCRIBE, an agent's) are chunked responses fed by a
+//! channel per stream: one RecordIO record per chunk. When a client goes away hyper drops
+//! the body, which tells the state task.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::Read as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use holdfast_api::internal::AgentCall;
+use holdfast_api::scheduler::{self, recordio, CallBody, Event, Id};
+use holdfast_api::ApiError;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::state::{Master, Now, Output, SubscribeRefused};
+
+/// Largest request body accepted (Mesos sets none; this bounds memory per request).
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Records a stream may have waiting for a slow client before the stream is closed
+/// (the client then resubscribes, and its updates are resent until acknowledged).
+const STREAM_BACKLOG: usize = 8192;
+/// How often idle agents' availability is offered again, so filters that expired are
+/// noticed (Mesos's `--allocation_interval`).
+const ALLOCATION_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A running stream: records go in, the client reads them as chunks.
+struct Stream {
+    id: String,
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// A stream the state task opened: whose it is (framework or agent id), its id, and
+/// the records to send.
+type Opened = (String, String, mpsc::Receiver<Bytes>);
+
+enum Command {
+    SchedulerSubscribe {
+        framework_id: Option<Id>,
+        subscribe: scheduler::Subscribe,
+        reply: oneshot::Sender<Result<Opened, SubscribeRefused>>,
+    },
+    SchedulerCall {
+        framework_id: Option<Id>,
+        stream: Option<String>,
+        body: CallBody,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+    FrameworkGone {
+        framework: String,
+        stream: String,
+    },
+    AgentSubscribe {
+        call: AgentCall,
+        reply: oneshot::Sender<Result<Opened, ApiError>>,
+    },
+    AgentCall {
+        stream: Option<String>,
+        call: AgentCall,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+    AgentGone {
+        agent: String,
+        stream: String,
+    },
+    /// Reads the state (operator endpoints).
+    Query(
+        Box<dyn FnOnce(&Master) -> Value + Send>,
+        oneshot::Sender<Value>,
+    ),
+}
+
+#[derive(Clone)]
+pub struct MasterHandle {
+    tx: mpsc::Sender<Command>,
+    version: Arc<Value>,
+    flags: Arc<Value>,
+}
+
+impl MasterHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| ApiError::unavailable("the master is shutting down"))?;
+        rx.await
+            .map_err(|_| ApiError::internal("the master's state task stopped"))
+    }
+
+    /// Runs `f` on the state and returns what it makes of it.
+    pub async fn query(
+        &self,
+        f: impl FnOnce(&Master) -> Value + Send + 'static,
+    ) -> Result<Value, ApiError> {
+        self.ask(|reply| Command::Query(Box::new(f), reply)).await
+    }
+}
+
+fn now() -> Now {
+    Now {
+        mono: Instant::now(),
+        wall: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+    }
+}
+
+/// A random (version 4) UUID, for master and stream ids.
+pub fn uuid4() -> String {
+    let mut b = [0u8; 16];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        // Unique enough for ids if the kernel's generator cannot be read.
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b = (t ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Starts the task that owns `master` and returns the handle handlers use.
+pub fn start(master: Master, version: Value, flags: Value) -> MasterHandle {
+    let (tx, rx) = mpsc::channel(1024);
+    let handle = MasterHandle {
+        tx: tx.clone(),
+        version: Arc::new(version),
+        flags: Arc::new(flags),
+    };
+    tokio::spawn(run_state(master, rx));
+    handle
+}
+
+async fn run_state(mut master: Master, mut rx: mpsc::Receiver<Command>) {
+    let mut frameworks: BTreeMap<String, Stream> = BTreeMap::new();
+    let mut agents: BTreeMap<String, Stream> = BTreeMap::new();
+    let mut heartbeat = tokio::time::interval(master.config.heartbeat_interval);
+    let mut ping = tokio::time::interval(master.config.agent_ping_timeout);
+    let mut allocation = tokio::time::interval(ALLOCATION_INTERVAL);
+    for t in [&mut heartbeat, &mut ping, &mut allocation] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick of an interval is immediate; the SUBSCRIBED answer already
+        // carries a heartbeat and a new agent needs no ping yet.
+        t.reset();
+    }
+    loop {
+        tokio::select! {
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { return };
+                handle_command(&mut master, cmd, &mut frameworks, &mut agents);
+                master.allocate(now(), false);
+            }
+            _ = heartbeat.tick() => master.heartbeat(),
+            _ = ping.tick() => master.ping_agents(now()),
+            _ = allocation.tick() => {
+                let n = now();
+                master.expire_frameworks(n);
+                master.allocate(n, true);
+            }
+        }
+        deliver(&mut master, &mut frameworks, &mut agents);
+    }
+}
+
+fn handle_command(
+    master: &mut Master,
+    cmd: Command,
+    frameworks: &mut BTreeMap<String, Stream>,
+    agents: &mut BTreeMap<String, Stream>,
+) {
+    match cmd {
+        Command::SchedulerSubscribe {
+            framework_id,
+            subscribe,
+            reply,
+        } => {
+            let stream = uuid4();
+            let (stx, srx) = mpsc::channel(STREAM_BACKLOG);
+            let result = master
+                .subscribe_framework(framework_id, subscribe, stream.clone(), now())
+                .map(|id| {
+                    frameworks.insert(
+                        id.clone(),
+                        Stream {
+                            id: stream.clone(),
+                            tx: stx,
+                        },
+                    );
+                    (id, stream, srx)
+                });
+            let _ = reply.send(result);
+        }
+        Command::SchedulerCall {
+            framework_id,
+            stream,
+            body,
+            reply,
+        } => {
+            let result = master
+                .authorize_call(framework_id.as_ref(), stream.as_deref())
+                .and_then(|fw| master.framework_call(&fw, body, now()));
+            let _ = reply.send(result);
+        }
+        Command::FrameworkGone { framework, stream } => {
+            if frameworks.get(&framework).is_some_and(|s| s.id == stream) {
+                frameworks.remove(&framework);
+            }
+            master.framework_disconnected(&framework, &stream, now());
+        }
+        Command::AgentSubscribe { call, reply } => {
+            let AgentCall::Subscribe {
+                agent_id,
+                info,
+                tasks,
+                frameworks: _,
+            } = call
+            else {
+                let _ = reply.send(Err(ApiError::bad_request("expected SUBSCRIBE")));
+                return;
+            };
+            let stream = uuid4();
+            let (stx, srx) = mpsc::channel(STREAM_BACKLOG);
+            // The stream must exist before the state queues REGISTERED for it.
+            let result = master
+                .subscribe_agent(agent_id, info, tasks, stream.clone(), now())
+                .map(|id| {
+                    agents.insert(
+                        id.clone(),
+                        Stream {
+                            id: stream.clone(),
+                            tx: stx,
+                        },
+                    );
+                    (id, stream, srx)
+                });
+            let _ = reply.send(result);
+        }
+        Command::AgentCall {
+            stream,
+            call,
+            reply,
+        } => {
+            let _ = reply.send(agent_call(master, agents, stream.as_deref(), call));
+        }
+        Command::AgentGone { agent, stream } => {
+            if agents.get(&agent).is_some_and(|s| s.id == stream) {
+                agents.remove(&agent);
+            }
+            master.agent_disconnected(&agent, &stream);
+        }
+        Command::Query(f, reply) => {
+            let _ = reply.send(f(master));
+        }
+    }
+}
+
+fn agent_call(
+    master: &mut Master,
+    agents: &BTreeMap<String, Stream>,
+    stream: Option<&str>,
+    call: AgentCall,
+) -> Result<(), ApiError> {
+    let agent = match &call {
+        AgentCall::Subscribe { .. } => {
+            return Err(ApiError::bad_request("SUBSCRIBE opens a stream of its own"))
+        }
+        AgentCall::Pong { agent_id }
+        | AgentCall::Update { agent_id, .. }
+        | AgentCall::Message { agent_id, .. }
+        | AgentCall::ExecutorExited { agent_id, .. } => agent_id.value.clone(),
+    };
+    let Some(stream) = stream else {
+        return Err(ApiError::bad_request(
+            "All non-subscribe calls should include the 'Mesos-Stream-Id' header",
+        ));
+    };
+    if agents.get(&agent).is_none_or(|s| s.id != stream) {
+        return Err(ApiError::bad_request(format!(
+            "agent {agent} is not subscribed on stream '{stream}'; subscribe again"
+        )));
+    }
+    let n = now();
+    match call {
+        AgentCall::Subscribe { .. } => {}
+        AgentCall::Pong { .. } => master.agent_pong(&agent),
+        AgentCall::Update {
+            framework_id,
+            status,
+            ..
+        } => master.agent_update(&agent, &framework_id.value, status, n),
+        AgentCall::Message {
+            framework_id,
+            executor_id,
+            data,
+            ..
+        } => {
+            let data = holdfast_api::base64::decode(&data)
+                .map_err(|e| ApiError::bad_request(format!("'data' is not base64: {e}")))?;
+            master.agent_message(&framework_id.value, &agent, executor_id, data);
+        }
+        AgentCall::ExecutorExited {
+            framework_id,
+            executor_id,
+            status,
+            ..
+        } => master.executor_exited(&framework_id.value, &agent, executor_id, status),
+    }
+    Ok(())
+}
+
+/// Puts each output on its stream. A stream whose client cannot keep up is closed.
+fn deliver(
+    master: &mut Master,
+    frameworks: &mut BTreeMap<String, Stream>,
+    agents: &mut BTreeMap<String, Stream>,
+) {
+    for out in master.take_outputs() {
+        match out {
+            Output::Framework { framework, event } => {
+                send(frameworks, &framework, &event.to_json());
+            }
+            Output::EndFrameworkStream { framework, stream } => {
+                if frameworks.get(&framework).is_some_and(|s| s.id == stream) {
+                    frameworks.remove(&framework);
+                }
+            }
+            Output::Agent { agent, event } => {
+                let value = serde_json::to_value(&event).unwrap_or(Value::Null);
+                send(agents, &agent, &value);
+            }
+            Output::EndAgentStream { agent, stream } => {
+                if agents.get(&agent).is_some_and(|s| s.id == stream) {
+                    agents.remove(&agent);
+                }
+            }
+        }
+    }
+}
+
+fn send(streams: &mut BTreeMap<String, Stream>, key: &str, value: &Value) {
+    let Some(s) = streams.get(key) else { return };
+    if s.tx.try_send(Bytes::from(recordio(value))).is_err() {
+        tracing::warn!(
+            stream = key,
+            "closing a stream whose client does not keep up"
+        );
+        streams.remove(key);
+    }
+}
+
+/// The response body of a stream; dropping it (client gone, or stream ended) tells the
+/// state task.
+struct StreamBody {
+    rx: mpsc::Receiver<Bytes>,
+    gone: Option<(mpsc::Sender<Command>, Command)>,
+}
+
+impl http_body::Body for StreamBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+impl Drop for StreamBody {
+    fn drop(&mut self) {
+        if let Some((tx, cmd)) = self.gone.take() {
+            if let Err(mpsc::error::TrySendError::Full(cmd)) = tx.try_send(cmd) {
+                // The state task is busy; never block a drop.
+                tokio::spawn(async move {
+                    let _ = tx.send(cmd).await;
+                });
+            }
+        }
+    }
+}
+
+fn stream_response(stream_id: &str, body: StreamBody) -> Response {
+    let mut r = Response::new(Body::new(body));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(stream_id) {
+        h.insert("Mesos-Stream-Id", v);
+    }
+    r
+}
+
+pub fn router(handle: MasterHandle) -> Router {
+    Router::new()
+        .route("/api/v1/scheduler", axum::routing::any(scheduler_api))
+        .route("/internal/v1/agent", axum::routing::any(agent_api))
+        .route("/api/v1", axum::routing::any(operator_api))
+        .route("/api/v1/operator", axum::routing::any(operator_api))
+        .route("/health", axum::routing::get(|| async { StatusCode::OK }))
+        .route("/version", axum::routing::get(version))
+        .fallback(|| async { error_response(&ApiError::not_found("404 Not Found.")) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(handle)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn check_post(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+    if method != Method::POST {
+        return Err(ApiError::new(
+            405,
+            format!(
+                "405 Method Not Allowed. Expecting one of {{ 'POST' }}, but received '{method}'."
+            ),
+        ));
+    }
+    holdfast_api::http::check_content_type(header_str(headers, "content-type"))?;
+    holdfast_api::http::check_accept(header_str(headers, "accept"))
+}
+
+async fn scheduler_api(
+    State(h): State<MasterHandle>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match scheduler_call(&h, &method, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn scheduler_call(
+    h: &MasterHandle,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    check_post(method, headers)?;
+    let call = scheduler::parse_call(body)?;
+    match call.body {
+        CallBody::Subscribe(subscribe) => {
+            let framework_id = call.framework_id;
+            let result = h
+                .ask(|reply| Command::SchedulerSubscribe {
+                    framework_id,
+                    subscribe,
+                    reply,
+                })
+                .await?;
+            match result {
+                Ok((framework, stream, rx)) => {
+                    let gone = Command::FrameworkGone {
+                        framework,
+                        stream: stream.clone(),
+                    };
+                    Ok(stream_response(
+                        &stream,
+                        StreamBody {
+                            rx,
+                            gone: Some((h.tx.clone(), gone)),
+                        },
+                    ))
+                }
+                // As Mesos: the stream opens with a single ERROR and ends.
+                Err(SubscribeRefused(message)) => {
+                    let (tx, rx) = mpsc::channel(1);
+                    let _ = tx.try_send(Bytes::from(recordio(&Event::Error(message).to_json())));
+                    Ok(stream_response(&uuid4(), StreamBody { rx, gone: None }))
+                }
+            }
+        }
+        body => {
+            let stream = header_str(headers, "mesos-stream-id").map(str::to_owned);
+            let framework_id = call.framework_id;
+            h.ask(|reply| Command::SchedulerCall {
+                framework_id,
+                stream,
+                body,
+                reply,
+            })
+            .await??;
+            Ok(accepted())
+        }
+    }
+}
+
+async fn agent_api(
+    State(h): State<MasterHandle>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        check_post(&method, &headers)?;
+        let call: AgentCall = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("Failed to parse the agent call: {e}")))?;
+        if let AgentCall::Subscribe { .. } = call {
+            let (agent, stream, rx) = h
+                .ask(|reply| Command::AgentSubscribe { call, reply })
+                .await??;
+            let gone = Command::AgentGone {
+                agent,
+                stream: stream.clone(),
+            };
+            return Ok(stream_response(
+                &stream,
+                StreamBody {
+                    rx,
+                    gone: Some((h.tx.clone(), gone)),
+                },
+            ));
+        }
+        let stream = header_str(&headers, "mesos-stream-id").map(str::to_owned);
+        h.ask(|reply| Command::AgentCall {
+            stream,
+            call,
+            reply,
+        })
+        .await??;
+        Ok::<_, ApiError>(accepted())
+    }
+    .await;
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+async fn operator_api(
+    State(h): State<MasterHandle>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        check_post(&method, &headers)?;
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("Failed to parse body into JSON: {e}")))?;
+        match value.get("type").and_then(Value::as_str) {
+            None => Err(ApiError::bad_request(
+                "Failed to validate master::Call: Expecting 'type' to be present",
+            )),
+            Some("GET_HEALTH") => Ok(json_response(
+                &json!({"type": "GET_HEALTH", "get_health": {"healthy": true}}),
+            )),
+            Some("GET_VERSION") => Ok(json_response(
+                &json!({"type": "GET_VERSION", "get_version": {"version_info": *h.version}}),
+            )),
+            Some("GET_FLAGS") => Ok(json_response(
+                &json!({"type": "GET_FLAGS", "get_flags": {"flags": *h.flags}}),
+            )),
+            Some(other) => Err(ApiError::new(
+                501,
+                format!("master call {} is not served yet", other.escape_default()),
+            )),
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+async fn version(State(h): State<MasterHandle>) -> Response {
+    json_response(&h.version)
+}
+
+fn accepted() -> Response {
+    (StatusCode::ACCEPTED, Body::empty()).into_response()
+}
+
+fn json_response(v: &Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+pub fn error_response(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        e.message.clone(),
+    )
+        .into_response()
+}
