@@ -515,6 +515,19 @@ impl Master {
         }
     }
 
+    /// Every outstanding offer of `agent` goes back, and its framework is told.
+    fn rescind_agent_offers(&mut self, agent: &str) {
+        let ids: Vec<String> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.agent == agent)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in ids {
+            self.rescind(&id, true);
+        }
+    }
+
     fn rescind(&mut self, offer: &str, tell: bool) {
         let Some(o) = self.offers.remove(offer) else {
             return;
@@ -1010,15 +1023,7 @@ impl Master {
             });
         }
         // Offers on the old registration are void.
-        let stale: Vec<String> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| o.agent == id)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for offer in stale {
-            self.rescind(&offer, true);
-        }
+        self.rescind_agent_offers(&id);
         self.allocator.add_agent(&id, total.scalars());
         self.adopt_reported_tasks(&id, tasks, now);
         self.send_agent(
@@ -1114,15 +1119,7 @@ impl Master {
                 a.stream = None;
             }
         }
-        let offers: Vec<String> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| o.agent == agent)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for o in offers {
-            self.rescind(&o, true);
-        }
+        self.rescind_agent_offers(agent);
     }
 
     /// Every `agent_ping_timeout`: ping connected agents; an agent that has not answered
@@ -1161,15 +1158,7 @@ impl Master {
                 stream,
             });
         }
-        let offers: Vec<String> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| o.agent == agent)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for o in offers {
-            self.rescind(&o, true);
-        }
+        self.rescind_agent_offers(agent);
         let mut updates = Vec::new();
         for fw in self.frameworks.values_mut() {
             let partition_aware = fw.partition_aware();
