@@ -155,6 +155,62 @@ fn post(port: u16, path: &str, stream: &str, body: &Value) -> (u16, String) {
     )
 }
 
+/// An agent's stream read by a thread that answers PINGs (as a live agent does) until
+/// it is told to go silent; other records come through a channel.
+struct LiveAgent {
+    records: std::sync::mpsc::Receiver<Value>,
+    silent: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LiveAgent {
+    fn new(mut stream: EventStream, port: u16, agent_id: &str) -> LiveAgent {
+        let (tx, records) = std::sync::mpsc::channel();
+        let silent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let quiet = silent.clone();
+        let agent_id = agent_id.to_owned();
+        std::thread::spawn(move || {
+            while let Some(record) = stream.next() {
+                if record["type"] == "PING" {
+                    if !quiet.load(std::sync::atomic::Ordering::SeqCst) {
+                        let pong = json!({"type": "PONG", "agent_id": {"value": agent_id}});
+                        post(port, "/internal/v1/agent", &stream.stream_id, &pong);
+                    }
+                } else if tx.send(record).is_err() {
+                    return;
+                }
+            }
+        });
+        LiveAgent { records, silent }
+    }
+
+    fn next_of(&self, kind: &str) -> Value {
+        loop {
+            match self.records.recv_timeout(Duration::from_secs(60)) {
+                Ok(record) if record["type"] == kind => return record,
+                Ok(_) => {}
+                Err(_) => panic!("the agent's stream ended before {kind}"),
+            }
+        }
+    }
+
+    fn go_silent(&self) {
+        self.silent.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the stream ends within `timeout`.
+    fn ends_within(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.records.recv_timeout(left) {
+                Ok(_) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return true,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+}
+
 fn subscribe_agent(port: u16, resources: &str) -> (EventStream, String) {
     let resources: Vec<Value> = resources
         .split(';')
@@ -292,7 +348,8 @@ fn a_framework_runs_a_task_through_the_master() {
 #[test]
 fn an_agent_that_stops_answering_pings_becomes_unreachable() {
     let m = MasterProcess::start(&["--agent_ping_timeout=1secs", "--max_agent_ping_timeouts=2"]);
-    let (mut agent, agent_id) = subscribe_agent(m.port, "cpus:1;mem:256");
+    let (agent, agent_id) = subscribe_agent(m.port, "cpus:1;mem:256");
+    let agent = LiveAgent::new(agent, m.port, &agent_id);
     let mut fw = EventStream::open(
         m.port,
         "/api/v1/scheduler",
@@ -314,15 +371,8 @@ fn an_agent_that_stops_answering_pings_becomes_unreachable() {
     );
     assert_eq!(status, 202);
     agent.next_of("RUN_TASK");
-    // Answer one ping, then go silent.
-    agent.next_of("PING");
-    let (status, _) = post(
-        m.port,
-        "/internal/v1/agent",
-        &agent.stream_id.clone(),
-        &json!({"type": "PONG", "agent_id": {"value": agent_id}}),
-    );
-    assert_eq!(status, 202);
+    // The task runs; now the agent stops answering.
+    agent.go_silent();
     let started = Instant::now();
     // Not partition aware: the task is reported lost.
     let update = fw.next_of("UPDATE");
@@ -334,7 +384,10 @@ fn an_agent_that_stops_answering_pings_becomes_unreachable() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     // The agent's stream was ended; it may register again under its id.
-    while agent.next().is_some() {}
+    assert!(
+        agent.ends_within(Duration::from_secs(30)),
+        "the unreachable agent's stream ends"
+    );
     let mut back = EventStream::open(
         m.port,
         "/internal/v1/agent",
