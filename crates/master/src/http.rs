@@ -75,11 +75,6 @@ enum Command {
         agent: String,
         stream: String,
     },
-    /// Reads the state (operator endpoints).
-    Query(
-        Box<dyn FnOnce(&Master) -> Value + Send>,
-        oneshot::Sender<Value>,
-    ),
 }
 
 #[derive(Clone)]
@@ -103,12 +98,19 @@ impl MasterHandle {
             .map_err(|_| ApiError::internal("the master's state task stopped"))
     }
 
-    /// Runs `f` on the state and returns what it makes of it.
-    pub async fn query(
+    /// The response that carries an opened stream; when hyper drops it, the state task
+    /// gets `gone(owner, stream id)`.
+    fn stream_response(
         &self,
-        f: impl FnOnce(&Master) -> Value + Send + 'static,
-    ) -> Result<Value, ApiError> {
-        self.ask(|reply| Command::Query(Box::new(f), reply)).await
+        opened: Opened,
+        gone: impl FnOnce(String, String) -> Command,
+    ) -> Response {
+        let (owner, stream, rx) = opened;
+        let body = StreamBody {
+            rx,
+            gone: Some((self.tx.clone(), gone(owner, stream.clone()))),
+        };
+        stream_response(&stream, body)
     }
 }
 
@@ -204,20 +206,9 @@ fn handle_command(
             subscribe,
             reply,
         } => {
-            let stream = uuid4();
-            let (stx, srx) = mpsc::channel(STREAM_BACKLOG);
-            let result = master
-                .subscribe_framework(framework_id, subscribe, stream.clone(), now())
-                .map(|id| {
-                    frameworks.insert(
-                        id.clone(),
-                        Stream {
-                            id: stream.clone(),
-                            tx: stx,
-                        },
-                    );
-                    (id, stream, srx)
-                });
+            let result = open(frameworks, |stream| {
+                master.subscribe_framework(framework_id, subscribe, stream, now())
+            });
             let _ = reply.send(result);
         }
         Command::SchedulerCall {
@@ -232,9 +223,7 @@ fn handle_command(
             let _ = reply.send(result);
         }
         Command::FrameworkGone { framework, stream } => {
-            if frameworks.get(&framework).is_some_and(|s| s.id == stream) {
-                frameworks.remove(&framework);
-            }
+            close(frameworks, &framework, &stream);
             master.framework_disconnected(&framework, &stream, now());
         }
         Command::AgentSubscribe { call, reply } => {
@@ -248,21 +237,9 @@ fn handle_command(
                 let _ = reply.send(Err(ApiError::bad_request("expected SUBSCRIBE")));
                 return;
             };
-            let stream = uuid4();
-            let (stx, srx) = mpsc::channel(STREAM_BACKLOG);
-            // The stream must exist before the state queues REGISTERED for it.
-            let result = master
-                .subscribe_agent(agent_id, info, tasks, stream.clone(), now())
-                .map(|id| {
-                    agents.insert(
-                        id.clone(),
-                        Stream {
-                            id: stream.clone(),
-                            tx: stx,
-                        },
-                    );
-                    (id, stream, srx)
-                });
+            let result = open(agents, |stream| {
+                master.subscribe_agent(agent_id, info, tasks, stream, now())
+            });
             let _ = reply.send(result);
         }
         Command::AgentCall {
@@ -273,14 +250,36 @@ fn handle_command(
             let _ = reply.send(agent_call(master, agents, stream.as_deref(), call));
         }
         Command::AgentGone { agent, stream } => {
-            if agents.get(&agent).is_some_and(|s| s.id == stream) {
-                agents.remove(&agent);
-            }
+            close(agents, &agent, &stream);
             master.agent_disconnected(&agent, &stream);
         }
-        Command::Query(f, reply) => {
-            let _ = reply.send(f(master));
-        }
+    }
+}
+
+/// Opens a stream for whoever `subscribe` admits on it (it gets the new stream's id and
+/// returns the framework's or agent's id). Records queued by the state during the
+/// command are delivered after it, so the stream is in place for them.
+fn open<E>(
+    streams: &mut BTreeMap<String, Stream>,
+    subscribe: impl FnOnce(String) -> Result<String, E>,
+) -> Result<Opened, E> {
+    let stream = uuid4();
+    let (tx, rx) = mpsc::channel(STREAM_BACKLOG);
+    let key = subscribe(stream.clone())?;
+    streams.insert(
+        key.clone(),
+        Stream {
+            id: stream.clone(),
+            tx,
+        },
+    );
+    Ok((key, stream, rx))
+}
+
+/// Ends `key`'s stream if it is still `stream` (a newer one may have replaced it).
+fn close(streams: &mut BTreeMap<String, Stream>, key: &str, stream: &str) {
+    if streams.get(key).is_some_and(|s| s.id == stream) {
+        streams.remove(key);
     }
 }
 
@@ -309,7 +308,6 @@ fn agent_call(
             "agent {agent} is not subscribed on stream '{stream}'; subscribe again"
         )));
     }
-    let n = now();
     match call {
         AgentCall::Subscribe { .. } => {}
         AgentCall::Pong { .. } => master.agent_pong(&agent),
@@ -317,7 +315,7 @@ fn agent_call(
             framework_id,
             status,
             ..
-        } => master.agent_update(&agent, &framework_id.value, status, n),
+        } => master.agent_update(&agent, &framework_id.value, status),
         AgentCall::Message {
             framework_id,
             executor_id,
@@ -350,18 +348,14 @@ fn deliver(
                 send(frameworks, &framework, &event.to_json());
             }
             Output::EndFrameworkStream { framework, stream } => {
-                if frameworks.get(&framework).is_some_and(|s| s.id == stream) {
-                    frameworks.remove(&framework);
-                }
+                close(frameworks, &framework, &stream);
             }
             Output::Agent { agent, event } => {
                 let value = serde_json::to_value(&event).unwrap_or(Value::Null);
                 send(agents, &agent, &value);
             }
             Output::EndAgentStream { agent, stream } => {
-                if agents.get(&agent).is_some_and(|s| s.id == stream) {
-                    agents.remove(&agent);
-                }
+                close(agents, &agent, &stream);
             }
         }
     }
@@ -486,18 +480,13 @@ async fn scheduler_call(
                 })
                 .await?;
             match result {
-                Ok((framework, stream, rx)) => {
-                    let gone = Command::FrameworkGone {
-                        framework,
-                        stream: stream.clone(),
-                    };
-                    Ok(stream_response(
-                        &stream,
-                        StreamBody {
-                            rx,
-                            gone: Some((h.tx.clone(), gone)),
-                        },
-                    ))
+                Ok(opened) => {
+                    Ok(
+                        h.stream_response(opened, |framework, stream| Command::FrameworkGone {
+                            framework,
+                            stream,
+                        }),
+                    )
                 }
                 // As Mesos: the stream opens with a single ERROR and ends.
                 Err(SubscribeRefused(message)) => {
@@ -533,20 +522,12 @@ async fn agent_api(
         let call: AgentCall = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("Failed to parse the agent call: {e}")))?;
         if let AgentCall::Subscribe { .. } = call {
-            let (agent, stream, rx) = h
+            let opened = h
                 .ask(|reply| Command::AgentSubscribe { call, reply })
                 .await??;
-            let gone = Command::AgentGone {
-                agent,
-                stream: stream.clone(),
-            };
-            return Ok(stream_response(
-                &stream,
-                StreamBody {
-                    rx,
-                    gone: Some((h.tx.clone(), gone)),
-                },
-            ));
+            return Ok(
+                h.stream_response(opened, |agent, stream| Command::AgentGone { agent, stream })
+            );
         }
         let stream = header_str(&headers, "mesos-stream-id").map(str::to_owned);
         h.ask(|reply| Command::AgentCall {
@@ -619,4 +600,65 @@ pub fn error_response(e: &ApiError) -> Response {
         e.message.clone(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(id: &str, backlog: usize) -> (Stream, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(backlog);
+        (
+            Stream {
+                id: id.to_owned(),
+                tx,
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn a_stream_whose_client_falls_behind_is_closed() {
+        let mut streams = BTreeMap::new();
+        let (s, mut rx) = stream("s1", 2);
+        streams.insert("fw".to_owned(), s);
+        send(&mut streams, "fw", &json!({"type": "HEARTBEAT"}));
+        send(&mut streams, "fw", &json!({"type": "HEARTBEAT"}));
+        assert!(streams.contains_key("fw"), "within its backlog");
+        send(&mut streams, "fw", &json!({"type": "HEARTBEAT"}));
+        assert!(
+            !streams.contains_key("fw"),
+            "closed once the backlog is full"
+        );
+        // What was queued still reaches the client, then the stream ends.
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(Bytes::from(recordio(&json!({"type": "HEARTBEAT"}))))
+        );
+        assert!(rx.try_recv().is_ok());
+        assert!(matches!(
+            rx.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn closing_an_old_stream_leaves_its_replacement() {
+        let mut streams = BTreeMap::new();
+        let (s, _rx) = stream("new", 1);
+        streams.insert("fw".to_owned(), s);
+        close(&mut streams, "fw", "old");
+        assert!(streams.contains_key("fw"));
+        close(&mut streams, "fw", "new");
+        assert!(!streams.contains_key("fw"));
+    }
+
+    #[test]
+    fn uuids_are_version_4() {
+        let u = uuid4();
+        assert_eq!(u.len(), 36);
+        assert_eq!(u.as_bytes()[14], b'4');
+        assert!(matches!(u.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{u}");
+        assert_ne!(u, uuid4());
+    }
 }

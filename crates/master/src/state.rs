@@ -473,7 +473,7 @@ impl Master {
         let refuse = refuse_timeout(d.filters.refuse_seconds);
         for offer in d.offer_ids {
             if let Some(o) = self.take_offer(framework, &offer.value) {
-                self.return_offer(&o, refuse, now);
+                self.return_offer(&o, refuse_until(refuse, now));
             }
         }
     }
@@ -490,16 +490,28 @@ impl Master {
         Some(o)
     }
 
-    /// Unused offered resources go back to the agent's pool, with a refuse filter.
-    fn return_offer(&mut self, o: &PendingOffer, refuse: Duration, now: Now) {
+    /// An offer's resources leave the agent's offered pool and go back to the allocator,
+    /// refused by its framework on that agent `until` then.
+    fn return_offer(&mut self, o: &PendingOffer, until: Option<Instant>) {
         if let Some(agent) = self.agents.get_mut(&o.agent) {
             agent.offered -= &o.resources;
         }
+        self.recover(&o.framework, &o.role, &o.agent, &o.resources, until);
+    }
+
+    /// `resources` no longer count against `framework`'s share.
+    fn recover(
+        &mut self,
+        framework: &str,
+        role: &str,
+        agent: &str,
+        resources: &Resources,
+        until: Option<Instant>,
+    ) {
         self.allocator
-            .recover(&o.framework, &o.role, &o.agent, &o.resources.scalars());
-        if !refuse.is_zero() {
-            self.allocator
-                .refuse(&o.framework, &o.agent, now.mono + refuse);
+            .recover(framework, role, agent, &resources.scalars());
+        if let Some(until) = until {
+            self.allocator.refuse(framework, agent, until);
         }
         self.dirty = true;
     }
@@ -535,15 +547,10 @@ impl Master {
         if let Some(fw) = self.frameworks.get_mut(&o.framework) {
             fw.offers.remove(offer);
         }
-        if let Some(agent) = self.agents.get_mut(&o.agent) {
-            agent.offered -= &o.resources;
-        }
-        self.allocator
-            .recover(&o.framework, &o.role, &o.agent, &o.resources.scalars());
+        self.return_offer(&o, None);
         if tell {
             self.send_framework(&o.framework, Event::Rescind(Id::new(offer)));
         }
-        self.dirty = true;
     }
 
     fn accept(&mut self, framework: &str, a: Accept, now: Now) -> Result<(), ApiError> {
@@ -587,7 +594,7 @@ impl Master {
         let refuse = refuse_timeout(a.filters.refuse_seconds);
         if let Some(why) = invalid {
             for o in &taken {
-                self.return_offer(o, Duration::ZERO, now);
+                self.return_offer(o, None);
             }
             let partition_aware = self
                 .frameworks
@@ -703,16 +710,13 @@ impl Master {
             }
         }
         // Whatever the tasks left goes back, with the framework's filter.
-        let leftover = PendingOffer {
-            framework: framework.to_owned(),
-            agent: agent_id,
-            role,
-            resources: remaining,
-        };
-        if let Some(agent) = self.agents.get_mut(&leftover.agent) {
-            agent.offered += &leftover.resources;
-        }
-        self.return_offer(&leftover, refuse, now);
+        self.recover(
+            framework,
+            &role,
+            &agent_id,
+            &remaining,
+            refuse_until(refuse, now),
+        );
         Ok(())
     }
 
@@ -754,11 +758,11 @@ impl Master {
                     task.agent_id.value
                 ));
             }
-            let has_executor = task.executor.is_some() || executor.is_some();
-            if task.command.is_some() == has_executor && executor.is_none() {
+            // A task of a group runs in the group's executor; any other needs exactly one.
+            if executor.is_none() && task.command.is_some() == task.executor.is_some() {
                 return Err(
                     "Task should have at least one (but not both) of CommandInfo or \
-                            ExecutorInfo present"
+                     ExecutorInfo present"
                         .to_owned(),
                 );
             }
@@ -821,13 +825,13 @@ impl Master {
         if let Some(a) = self.agents.get_mut(&task.agent_id) {
             a.used -= &task.resources;
         }
-        self.allocator.recover(
+        self.recover(
             &task.framework_id,
             &task.role,
             &task.agent_id,
-            &task.resources.scalars(),
+            &task.resources,
+            None,
         );
-        self.dirty = true;
     }
 
     fn acknowledge(&mut self, framework: &str, task_id: &Id, agent: &Id, uuid: &[u8]) {
@@ -1025,7 +1029,7 @@ impl Master {
         // Offers on the old registration are void.
         self.rescind_agent_offers(&id);
         self.allocator.add_agent(&id, total.scalars());
-        self.adopt_reported_tasks(&id, tasks, now);
+        self.adopt_reported_tasks(&id, tasks);
         self.send_agent(
             &id,
             AgentEvent::Registered {
@@ -1038,7 +1042,7 @@ impl Master {
     }
 
     /// Brings the master's view of the agent's tasks in line with what it reports.
-    fn adopt_reported_tasks(&mut self, agent: &str, reports: Vec<TaskReport>, now: Now) {
+    fn adopt_reported_tasks(&mut self, agent: &str, reports: Vec<TaskReport>) {
         let mut used = Resources::default();
         for report in reports {
             let framework = report.framework_id.value.clone();
@@ -1101,7 +1105,6 @@ impl Master {
                     .allocate(&framework, &role, agent, &resources.scalars());
             }
         }
-        let _ = now;
         if let Some(a) = self.agents.get_mut(agent) {
             a.used = used;
         }
@@ -1200,7 +1203,7 @@ impl Master {
 
     /// A status update from an agent, forwarded to its framework (which acknowledges it
     /// through the master).
-    pub fn agent_update(&mut self, agent: &str, framework: &str, mut status: TaskStatus, now: Now) {
+    pub fn agent_update(&mut self, agent: &str, framework: &str, mut status: TaskStatus) {
         status.agent_id = Some(Id::new(agent));
         let limit = self.config.max_completed_tasks_per_framework;
         let mut released = None;
@@ -1223,7 +1226,6 @@ impl Master {
         if let Some(t) = released {
             self.release_task_resources(&t);
         }
-        let _ = now;
         self.send_framework(framework, Event::Update(status));
     }
 
@@ -1356,6 +1358,11 @@ fn inject_allocation(op: &mut Operation, role: &str) {
             fill(&mut e.resources);
         }
     }
+}
+
+/// When a refuse filter of `refuse` from `now` ends; none for a zero duration.
+fn refuse_until(refuse: Duration, now: Now) -> Option<Instant> {
+    (!refuse.is_zero()).then(|| now.mono + refuse)
 }
 
 fn push_completed(fw: &mut Framework, t: Task, limit: usize) {

@@ -247,12 +247,10 @@ fn a_task_goes_from_offer_to_acknowledged_finish() {
     assert_eq!(left.scalar("cpus"), 3.0);
     assert_eq!(left.scalar("mem"), 3968.0);
 
-    let now = w.now();
     w.m.agent_update(
         &agent,
         &fw,
         status("t1", TaskState::TaskRunning, Some(UUID_A)),
-        now,
     );
     let out = w.m.take_outputs();
     let u = updates(&out);
@@ -276,12 +274,10 @@ fn a_task_goes_from_offer_to_acknowledged_finish() {
     );
 
     let finished_uuid = "AAAAAAAAAAAAAAAAAAAAAA==";
-    let now = w.now();
     w.m.agent_update(
         &agent,
         &fw,
         status("t1", TaskState::TaskFinished, Some(finished_uuid)),
-        now,
     );
     w.m.take_outputs();
     assert!(
@@ -383,6 +379,23 @@ fn declined_resources_wait_out_the_filter_unless_revived() {
 }
 
 impl World {
+    /// A partition-aware framework "f" with task `id` launched on agent "h1" (STAGING).
+    fn with_staged_task(id: &str) -> (World, String, String) {
+        let mut w = World::new();
+        let fw = w.framework("f", true);
+        let agent = w.agent("h1", "cpus:4;mem:4096");
+        let offer = w.offers().remove(0).1;
+        let out = w.call(
+            &fw,
+            launch(&offer.id.value, vec![task(id, &agent, 1.0, 32.0)], None),
+        );
+        assert!(
+            matches!(&agent_events(&out)[..], [AgentEvent::RunTask { .. }]),
+            "{out:?}"
+        );
+        (w, fw, agent)
+    }
+
     fn offers_or_existing(&self) -> String {
         self.m
             .offers
@@ -511,14 +524,7 @@ fn an_agent_that_stops_answering_becomes_unreachable_and_is_readmitted() {
 
 #[test]
 fn teardown_ends_the_framework_for_good() {
-    let mut w = World::new();
-    let fw = w.framework("f", true);
-    let agent = w.agent("h1", "cpus:4;mem:4096");
-    let offer = w.offers().remove(0).1;
-    w.call(
-        &fw,
-        launch(&offer.id.value, vec![task("t", &agent, 1.0, 32.0)], None),
-    );
+    let (mut w, fw, agent) = World::with_staged_task("t");
     let out = w.call(&fw, CallBody::Teardown);
     assert!(agent_events(&out)
         .iter()
@@ -625,20 +631,11 @@ fn calls_with_the_wrong_stream_or_framework_are_refused_as_mesos_does() {
 
 #[test]
 fn reconciliation_reports_known_and_unknown_tasks() {
-    let mut w = World::new();
-    let fw = w.framework("f", true);
-    let agent = w.agent("h1", "cpus:4;mem:4096");
-    let offer = w.offers().remove(0).1;
-    w.call(
-        &fw,
-        launch(&offer.id.value, vec![task("t", &agent, 1.0, 32.0)], None),
-    );
-    let now = w.now();
+    let (mut w, fw, agent) = World::with_staged_task("t");
     w.m.agent_update(
         &agent,
         &fw,
         status("t", TaskState::TaskRunning, Some(UUID_A)),
-        now,
     );
     w.m.take_outputs();
     let out = w.call(
@@ -693,14 +690,7 @@ fn reconciliation_reports_known_and_unknown_tasks() {
 
 #[test]
 fn kill_goes_to_the_agent_and_an_unknown_task_is_reconciled() {
-    let mut w = World::new();
-    let fw = w.framework("f", true);
-    let agent = w.agent("h1", "cpus:4;mem:4096");
-    let offer = w.offers().remove(0).1;
-    w.call(
-        &fw,
-        launch(&offer.id.value, vec![task("t", &agent, 1.0, 32.0)], None),
-    );
+    let (mut w, fw, _) = World::with_staged_task("t");
     let kill = |t: &str| {
         CallBody::Kill(holdfast_api::scheduler::Kill {
             task_id: Id::new(t),
