@@ -284,6 +284,17 @@ fn graceful_kill_and_signals() {
         "SIGKILL after the grace period"
     );
 
+    // A workload that does nothing about SIGTERM dies of it: it starts with no signal
+    // blocked, whatever the supervisor blocks for itself.
+    agent.launch("plain", "exec sleep 1000");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(agent.kill(cid("plain"), Some(15)).0, 200);
+    assert_eq!(
+        agent.wait(cid("plain"))["wait_container"]["exit_status"],
+        15,
+        "killed by SIGTERM, not by SIGKILL after the grace period"
+    );
+
     agent.launch("hup", "sleep 1000");
     assert_eq!(agent.kill(cid("hup"), Some(1)).0, 200);
     assert_eq!(

@@ -206,6 +206,14 @@ impl Supervisor {
                         return Err(io::Error::last_os_error());
                     }
                 }
+                // The supervisor blocks the signals it reads through its signalfd, and a
+                // blocked mask survives exec: without this the workload could not be
+                // stopped by SIGTERM (or interrupted at all).
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
                 if let Some(u) = &user {
                     if libc::setgroups(u.groups.len(), u.groups.as_ptr()) < 0
                         || libc::setgid(u.gid) < 0
