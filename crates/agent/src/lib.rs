@@ -1,7 +1,15 @@
-//! The agent's HTTP surface: `POST /api/v1` in Mesos's JSON, over the containerizer.
+//! The agent's HTTP surface: `POST /api/v1` in Mesos's JSON over the containerizer, and
+//! with a master, `POST /api/v1/executor` for custom executors.
 //!
 //! One error type ([`holdfast_api::ApiError`]) becomes a response in one place; the router
-//! is built by [`router`] so tests can drive it without a socket.
+//! is built by [`router`] so tests can drive it without a socket. The cluster side (a
+//! master, frameworks' tasks and executors) is [`cluster`].
+
+pub mod cluster;
+pub mod executor_api;
+pub mod master_link;
+pub mod registry;
+pub mod status_updates;
 
 use std::sync::{Arc, OnceLock};
 
@@ -22,6 +30,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 pub struct AgentState {
     /// Set once recovery has finished; until then every call answers 503.
     containerizer: OnceLock<Containerizer>,
+    /// Set when the agent runs with a master.
+    cluster: OnceLock<cluster::Cluster>,
     flags: Vec<Flag>,
     version: VersionInfo,
 }
@@ -30,6 +40,7 @@ impl AgentState {
     pub fn new(flags: Vec<Flag>, version: VersionInfo) -> Arc<Self> {
         Arc::new(AgentState {
             containerizer: OnceLock::new(),
+            cluster: OnceLock::new(),
             flags,
             version,
         })
@@ -39,11 +50,21 @@ impl AgentState {
     pub fn recovered(&self, containerizer: Containerizer) {
         let _ = self.containerizer.set(containerizer);
     }
+
+    /// Joins a cluster: tasks from the master, executors on `/api/v1/executor`.
+    pub fn join(&self, cluster: cluster::Cluster) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    pub fn cluster(&self) -> Option<&cluster::Cluster> {
+        self.cluster.get()
+    }
 }
 
 pub fn router(state: Arc<AgentState>) -> Router {
     Router::new()
         .route("/api/v1", axum::routing::any(api_v1))
+        .route("/api/v1/executor", axum::routing::any(executor_api))
         .route("/metrics/snapshot", axum::routing::get(metrics_snapshot))
         .fallback(|| async { error_response(&ApiError::not_found("404 Not Found.")) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -60,6 +81,94 @@ async fn api_v1(
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
+}
+
+async fn executor_api(
+    State(state): State<Arc<AgentState>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match executor_call(&state, method, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn executor_call(
+    state: &AgentState,
+    method: Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    use cluster::ExecutorCall;
+    use holdfast_api::executor::CallBody;
+    check_post(&method)?;
+    holdfast_api::http::check_content_type(header_str(headers, header::CONTENT_TYPE))?;
+    holdfast_api::http::check_accept(header_str(headers, header::ACCEPT))?;
+    let call = holdfast_api::executor::parse_call(body)?;
+    let Some(cluster) = state.cluster.get() else {
+        return Err(ApiError::unavailable(
+            "This agent runs no executors: it was started without --master",
+        ));
+    };
+    let (framework, executor) = (call.framework_id.value, call.executor_id.value);
+    let to_api = |(status, message): (u16, String)| ApiError::new(status, message);
+    match call.body {
+        CallBody::Subscribe {
+            unacknowledged_tasks,
+            unacknowledged_updates,
+        } => {
+            let gone = cluster.clone();
+            let (f, e) = (framework.clone(), executor.clone());
+            let (stream, body) =
+                executor_api::ExecutorStream::open(move |id| gone.executor_gone(f, e, id));
+            cluster
+                .executor_call(
+                    framework,
+                    executor,
+                    ExecutorCall::Subscribe {
+                        unacknowledged_tasks,
+                        unacknowledged_updates,
+                        stream,
+                    },
+                )
+                .await
+                .map_err(to_api)?;
+            let mut r = Response::new(Body::new(body));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            Ok(r)
+        }
+        CallBody::Update(status) => {
+            cluster
+                .executor_call(framework, executor, ExecutorCall::Update(status))
+                .await
+                .map_err(to_api)?;
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        CallBody::Message(data) => {
+            cluster
+                .executor_call(framework, executor, ExecutorCall::Message(data))
+                .await
+                .map_err(to_api)?;
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+    }
+}
+
+fn check_post(method: &Method) -> Result<(), ApiError> {
+    if method != Method::POST {
+        return Err(ApiError::new(
+            405,
+            format!(
+                "405 Method Not Allowed. Expecting one of {{ 'POST' }}, but received '{method}'."
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Mesos's `/metrics/snapshot`: one flat JSON object of metric name to value.
@@ -80,14 +189,7 @@ async fn handle(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    if method != Method::POST {
-        return Err(ApiError::new(
-            405,
-            format!(
-                "405 Method Not Allowed. Expecting one of {{ 'POST' }}, but received '{method}'."
-            ),
-        ));
-    }
+    check_post(&method)?;
     holdfast_api::http::check_content_type(header_str(headers, header::CONTENT_TYPE))?;
     holdfast_api::http::check_accept(header_str(headers, header::ACCEPT))?;
     let call = api::parse_call(body)?;

@@ -9,7 +9,9 @@
 pub mod agent;
 pub mod base64;
 pub mod error;
+pub mod executor;
 pub mod http;
+pub mod ids;
 pub mod internal;
 mod json;
 pub mod scheduler;

@@ -924,6 +924,48 @@ impl Containerizer {
         }
     }
 
+    /// The pid of a running container's workload (Mesos's `executor_pid`).
+    pub fn workload_pid(&self, id: &ContainerId) -> Option<i32> {
+        self.entries()
+            .get(id)
+            .and_then(|e| e.supervisor.as_ref())
+            .map(|s| s.workload_pid)
+    }
+
+    /// Sends `signal` to the container's workload (its main process), whatever the signal:
+    /// the built-in command executor's graceful kill is SIGTERM here, then SIGKILL of the
+    /// whole container after the task's own grace period.
+    pub async fn signal_workload(
+        &self,
+        id: &ContainerId,
+        signal: i32,
+    ) -> Result<(), ContainerError> {
+        let sup = {
+            let entries = self.entries();
+            match entries.get(id) {
+                Some(Entry {
+                    phase: Phase::Running,
+                    supervisor: Some(sup),
+                    ..
+                }) => *sup,
+                Some(Entry {
+                    phase: Phase::Launching,
+                    ..
+                }) => return Err(ContainerError::StillLaunching(id.clone())),
+                _ => return Err(ContainerError::KillNotFound(id.clone())),
+            }
+        };
+        let (pid, start_time) = (sup.workload_pid, sup.workload_start_time);
+        let fd = PidFd::open(pid).map_err(|_| ContainerError::KillNotFound(id.clone()))?;
+        if !(ProcessIdentity { pid, start_time }).is_current() {
+            return Err(ContainerError::KillNotFound(id.clone()));
+        }
+        fd.send_signal(signal)
+            .map_err(|e| ContainerError::internal(format!("cannot signal container {id}"), e))?;
+        tracing::info!(container = %id, signal, "workload signalled");
+        Ok(())
+    }
+
     /// REMOVE_CONTAINER: forgets an ended container, its nested containers, checkpoints,
     /// runtime files and sandbox.
     pub async fn remove(&self, id: &ContainerId) -> Result<(), ContainerError> {

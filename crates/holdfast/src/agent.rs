@@ -5,12 +5,15 @@ use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use holdfast_agent::cluster::{Cluster, ClusterConfig};
 use holdfast_api::agent::Flag;
+use holdfast_api::internal::AgentInfo;
 use holdfast_api::v1::VersionInfo;
 use holdfast_cgroups::Hierarchy;
 use holdfast_containerizer::scope::SystemdSettings;
 use holdfast_containerizer::{Config, Containerizer};
 use holdfast_isolation::{parse_isolation, Settings as LimitSettings};
+use holdfast_resources::{default_agent_resources, Resources};
 
 use crate::flags::{AgentFlags, RecoverMode};
 
@@ -100,12 +103,141 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         limit_settings,
         systemd,
     };
+    // Checked before anything starts, so a typo stops the agent with the reason.
+    let cluster = cluster_config(&flags)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(flags, cfg))
+    runtime.block_on(serve(flags, cfg, cluster))
+}
+
+/// With `--master`: what the agent tells the master about itself and how it runs tasks.
+fn cluster_config(flags: &AgentFlags) -> anyhow::Result<Option<ClusterConfig>> {
+    let Some(master) = &flags.master else {
+        for (name, set) in [
+            ("--resources", flags.resources.is_some()),
+            ("--attributes", !flags.attributes.is_empty()),
+            ("--domain", flags.domain.is_some()),
+        ] {
+            if set {
+                tracing::warn!("{name} has no effect without --master");
+            }
+        }
+        return Ok(None);
+    };
+    let master =
+        holdfast_http::parse_endpoint(master).map_err(|e| anyhow::anyhow!("--master {e}"))?;
+    let resources = agent_resources(flags)?;
+    let attributes = holdfast_resources::parse_attributes(&flags.attributes)
+        .map_err(|e| anyhow::anyhow!("--attributes: {e}"))?;
+    let domain = match &flags.domain {
+        Some(d) => Some(parse_domain(d)?),
+        None => None,
+    };
+    let hostname = match &flags.hostname {
+        Some(h) => h.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| flags.ip.to_string()),
+    };
+    let ip = if flags.ip.is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        flags.ip
+    };
+    Ok(Some(ClusterConfig {
+        master,
+        info: AgentInfo {
+            hostname,
+            port: flags.port,
+            resources: resources.into_vec(),
+            attributes,
+            domain,
+        },
+        endpoint: std::net::SocketAddr::new(ip, flags.port).to_string(),
+        executor_shutdown_grace: flags.executor_shutdown_grace_period,
+        executor_registration_timeout: flags.executor_registration_timeout,
+        max_completed_executors: flags.max_completed_executors_per_framework,
+        work_dir: flags.work_dir.clone(),
+    }))
+}
+
+/// `--resources`, with `cpus`, `mem`, `disk` and `ports` it leaves out taken from the
+/// host as Mesos does: every CPU, memory less 1 GiB (half of it below 2 GiB), the work
+/// dir's disk less 5 GiB (half of it below 10 GiB).
+fn agent_resources(flags: &AgentFlags) -> anyhow::Result<Resources> {
+    let given = match &flags.resources {
+        Some(text) => Resources::parse(text, &flags.default_role)
+            .map_err(|e| anyhow::anyhow!("--resources: {e}"))?,
+        None => Resources::default(),
+    };
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as f64)
+        .unwrap_or(1.0);
+    let gib = 1024.0;
+    let mem = host_memory_mib().map(|m| if m >= 2.0 * gib { m - gib } else { m / 2.0 });
+    let disk = disk_mib(&flags.work_dir).map(|d| {
+        if d >= 10.0 * gib {
+            d - 5.0 * gib
+        } else {
+            d / 2.0
+        }
+    });
+    let defaults = default_agent_resources(cpus, mem.unwrap_or(0.0), disk.unwrap_or(0.0));
+    let named: std::collections::BTreeSet<String> = given.iter().map(|r| r.name.clone()).collect();
+    let mut out = given;
+    let missing = Resources::new(
+        defaults
+            .into_vec()
+            .into_iter()
+            .filter(|r| !named.contains(&r.name)),
+    )
+    .map_err(|e| anyhow::anyhow!("host resources: {e}"))?;
+    out += &missing;
+    Ok(out)
+}
+
+fn host_memory_mib() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn disk_mib(path: &Path) -> Option<f64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: zeroed statvfs is a valid out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid pointer to a statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_blocks as f64 * st.f_frsize as f64 / (1024.0 * 1024.0))
+}
+
+/// `--domain`: `DomainInfo` JSON, or `file:///path` (or a path) to it. It must name a
+/// region and a zone, as Mesos requires.
+fn parse_domain(flag: &str) -> anyhow::Result<serde_json::Value> {
+    let text = if flag.trim_start().starts_with('{') {
+        flag.to_owned()
+    } else {
+        let path = flag.strip_prefix("file://").unwrap_or(flag);
+        std::fs::read_to_string(path).with_context(|| format!("--domain: cannot read {path}"))?
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("--domain is not JSON: {e}"))?;
+    let fd = &v["fault_domain"];
+    for part in ["region", "zone"] {
+        if !fd[part]["name"].is_string() {
+            bail!(
+                "--domain needs fault_domain.{part}.name, e.g. {{\"fault_domain\":{{\"region\":{{\"name\":\"eu-west\"}},\"zone\":{{\"name\":\"eu-west-1a\"}}}}}}"
+            );
+        }
+    }
+    Ok(v)
 }
 
 /// Whether containers become systemd scopes (`--systemd_enable_support`, by default when
@@ -228,7 +360,11 @@ fn supervisor_exe(launcher_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 const SUPERVISOR_BIN: &str = "holdfast-supervisor";
 
-async fn serve(flags: AgentFlags, cfg: Config) -> anyhow::Result<ExitCode> {
+async fn serve(
+    flags: AgentFlags,
+    cfg: Config,
+    cluster: Option<ClusterConfig>,
+) -> anyhow::Result<ExitCode> {
     let pairs = flags.to_pairs();
     let state = holdfast_agent::AgentState::new(
         pairs
@@ -271,6 +407,10 @@ async fn serve(flags: AgentFlags, cfg: Config) -> anyhow::Result<ExitCode> {
         millis = report.duration.as_millis() as u64,
         "recovery complete; serving on {addr}"
     );
+    if let Some(cluster) = cluster {
+        tracing::info!(master = %cluster.master, "registering with the master");
+        state.join(Cluster::start(cluster, c.clone()));
+    }
     state.recovered(c);
     notify(&format!(
         "READY=1\nSTATUS=serving on {addr}; {} containers recovered",

@@ -126,6 +126,40 @@ pub struct AgentFlags {
         default_value = "INFO"
     )]
     pub logging_level: String,
+    /// The master to register with (`host:port` or `http://host:port`). Without it the
+    /// agent serves only its container API.
+    #[arg(long = "master", env = "HOLDFAST_MASTER")]
+    pub master: Option<String>,
+    /// What the agent offers, e.g. `cpus:4;mem:8192;ports:[31000-32000]` or Resource
+    /// JSON. `cpus`, `mem`, `disk` and `ports` left out are taken from the host.
+    #[arg(long = "resources", env = "HOLDFAST_RESOURCES")]
+    pub resources: Option<String>,
+    /// Role of `--resources` entries that name none (reserved for it unless `*`).
+    #[arg(
+        long = "default_role",
+        env = "HOLDFAST_DEFAULT_ROLE",
+        default_value = "*"
+    )]
+    pub default_role: String,
+    /// Attributes frameworks see in offers, e.g. `rack:r1;zone:a`.
+    #[arg(long = "attributes", env = "HOLDFAST_ATTRIBUTES", default_value = "")]
+    pub attributes: String,
+    /// The name the agent reports (default: the host's name).
+    #[arg(long = "hostname", env = "HOLDFAST_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// Fault domain, as Mesos's `DomainInfo` JSON or `file:///path` to it.
+    #[arg(long = "domain", env = "HOLDFAST_DOMAIN")]
+    pub domain: Option<String>,
+    /// How long a custom executor may take to subscribe before it is killed.
+    #[arg(long = "executor_registration_timeout", env = "HOLDFAST_EXECUTOR_REGISTRATION_TIMEOUT", default_value = "1mins", value_parser = parse_duration)]
+    pub executor_registration_timeout: Duration,
+    /// Finished executors (and their sandboxes) kept per framework.
+    #[arg(
+        long = "max_completed_executors_per_framework",
+        env = "HOLDFAST_MAX_COMPLETED_EXECUTORS_PER_FRAMEWORK",
+        default_value_t = 150
+    )]
+    pub max_completed_executors_per_framework: usize,
 }
 
 impl AgentFlags {
@@ -170,6 +204,14 @@ impl AgentFlags {
                 "executor_shutdown_grace_period".into(),
                 format_duration(self.executor_shutdown_grace_period),
             ),
+            ("attributes".into(), self.attributes.clone()),
+            ("default_role".into(), self.default_role.clone()),
+            ("domain".into(), self.domain.clone().unwrap_or_default()),
+            (
+                "executor_registration_timeout".into(),
+                format_duration(self.executor_registration_timeout),
+            ),
+            ("hostname".into(), self.hostname.clone().unwrap_or_default()),
             ("ip".into(), self.ip.to_string()),
             ("isolation".into(), self.isolation.clone()),
             (
@@ -180,6 +222,11 @@ impl AgentFlags {
                     .unwrap_or_default(),
             ),
             ("logging_level".into(), self.logging_level.clone()),
+            ("master".into(), self.master.clone().unwrap_or_default()),
+            (
+                "max_completed_executors_per_framework".into(),
+                self.max_completed_executors_per_framework.to_string(),
+            ),
             ("port".into(), self.port.to_string()),
             (
                 "recover".into(),
@@ -187,6 +234,10 @@ impl AgentFlags {
                     RecoverMode::Reconnect => "reconnect".into(),
                     RecoverMode::Cleanup => "cleanup".into(),
                 },
+            ),
+            (
+                "resources".into(),
+                self.resources.clone().unwrap_or_default(),
             ),
             ("runtime_dir".into(), self.runtime_dir.display().to_string()),
             ("strict".into(), self.strict.to_string()),

@@ -20,7 +20,10 @@ use std::ops::{AddAssign, SubAssign};
 
 use holdfast_api::v1::{AllocationInfo, Range, Ranges, Resource, Scalar, Set, ValueType};
 
+mod attributes;
 mod parse;
+
+pub use attributes::parse_attributes;
 
 /// The reservation role of unreserved resources, as Mesos writes it.
 pub const UNRESERVED: &str = "*";

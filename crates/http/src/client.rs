@@ -4,8 +4,6 @@
 //! Calls ([`Client::post`]) reuse kept-alive connections; event streams
 //! ([`Client::subscribe`]) get a connection of their own and decode RecordIO.
 
-pub mod recordio;
-
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,7 +15,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-pub use recordio::RecordIoError;
+use crate::recordio::{self, RecordIoError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -1,0 +1,575 @@
+//! What the agent runs for frameworks: frameworks, their executors, and the executors'
+//! tasks, as Mesos's agent keeps them.
+//!
+//! Pure and serializable, so it can be checkpointed and reported as it is. A command
+//! task gets an executor of its own, with the task's id as executor id (as Mesos's
+//! command executor does); tasks with an `ExecutorInfo` share that executor. Each executor
+//! runs in one container. A task moves from `queued` (its executor has not subscribed)
+//! to `launched`, and when it ends to `terminated` until its terminal update is
+//! acknowledged, then to the executor's `completed` list.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+
+use holdfast_api::scheduler::{ExecutorInfo, FrameworkInfo, Id, TaskInfo, TaskState};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorKind {
+    /// The built-in command executor: the agent runs the task's command itself.
+    Command,
+    /// The framework's own executor, speaking the executor API.
+    Custom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorState {
+    /// Its container is being launched, or (custom) it has not subscribed yet.
+    Registering,
+    Running,
+    /// Asked to shut down; its container is killed after the grace period.
+    Terminating,
+    Terminated,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub info: TaskInfo,
+    pub state: TaskState,
+    /// A KILL arrived: the task ends as TASK_KILLED whatever its exit status.
+    #[serde(default)]
+    pub kill_requested: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Executor {
+    pub info: ExecutorInfo,
+    pub kind: ExecutorKind,
+    pub container_id: String,
+    pub directory: PathBuf,
+    pub state: ExecutorState,
+    /// Tasks waiting for the executor to subscribe.
+    pub queued: BTreeMap<String, Task>,
+    pub launched: BTreeMap<String, Task>,
+    /// Ended, terminal update not yet acknowledged.
+    pub terminated: BTreeMap<String, Task>,
+    pub completed: VecDeque<Task>,
+}
+
+impl Executor {
+    /// Every task that has not reached a terminal state.
+    pub fn live_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.queued.values().chain(self.launched.values())
+    }
+
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.queued
+            .get(id)
+            .or_else(|| self.launched.get(id))
+            .or_else(|| self.terminated.get(id))
+    }
+
+    fn task_mut(&mut self, id: &str) -> Option<&mut Task> {
+        if let Some(t) = self.queued.get_mut(id) {
+            return Some(t);
+        }
+        if let Some(t) = self.launched.get_mut(id) {
+            return Some(t);
+        }
+        self.terminated.get_mut(id)
+    }
+
+    /// Done with: ended, and no task waits for an acknowledgement.
+    pub fn is_finished(&self) -> bool {
+        self.state == ExecutorState::Terminated
+            && self.queued.is_empty()
+            && self.launched.is_empty()
+            && self.terminated.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Framework {
+    pub info: FrameworkInfo,
+    pub executors: BTreeMap<String, Executor>,
+    pub completed_executors: VecDeque<Executor>,
+}
+
+/// Where a new task goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// A new executor: its container must be launched.
+    NewExecutor { executor_id: String },
+    /// An executor that exists: `subscribed` says whether the task can be sent now.
+    Existing {
+        executor_id: String,
+        subscribed: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registry {
+    pub frameworks: BTreeMap<String, Framework>,
+    /// Finished executors kept per framework for the state endpoints and sandboxes
+    /// (`--max_completed_executors_per_framework`).
+    pub max_completed_executors: usize,
+}
+
+impl Registry {
+    pub fn new(max_completed_executors: usize) -> Registry {
+        Registry {
+            frameworks: BTreeMap::new(),
+            max_completed_executors,
+        }
+    }
+
+    pub fn executor(&self, framework: &str, executor: &str) -> Option<&Executor> {
+        self.frameworks.get(framework)?.executors.get(executor)
+    }
+
+    pub fn executor_mut(&mut self, framework: &str, executor: &str) -> Option<&mut Executor> {
+        self.frameworks
+            .get_mut(framework)?
+            .executors
+            .get_mut(executor)
+    }
+
+    /// The executor that runs `task`, if the task is live or awaiting acknowledgement.
+    pub fn executor_of(&self, framework: &str, task: &str) -> Option<&Executor> {
+        self.frameworks
+            .get(framework)?
+            .executors
+            .values()
+            .find(|e| e.task(task).is_some())
+    }
+
+    pub fn task(&self, framework: &str, task: &str) -> Option<&Task> {
+        self.executor_of(framework, task)?.task(task)
+    }
+
+    /// Places a task the master sent. `container_id` and `directory` are used only if a
+    /// new executor is made. A command task's executor is synthesized from the task.
+    pub fn add_task(
+        &mut self,
+        framework: FrameworkInfo,
+        task: TaskInfo,
+        container_id: impl FnOnce() -> (String, PathBuf),
+    ) -> Result<Placement, String> {
+        let Some(framework_id) = framework.id.clone() else {
+            return Err("the framework has no id".into());
+        };
+        let fw = self
+            .frameworks
+            .entry(framework_id.value.clone())
+            .or_insert_with(|| Framework {
+                info: framework.clone(),
+                executors: BTreeMap::new(),
+                completed_executors: VecDeque::new(),
+            });
+        fw.info = framework;
+        let task_id = task.task_id.value.clone();
+        if fw.executors.values().any(|e| e.task(&task_id).is_some()) {
+            return Err(format!("task '{task_id}' is already known to this agent"));
+        }
+        let (info, kind) = match &task.executor {
+            Some(e) => {
+                let mut info = e.clone();
+                info.framework_id
+                    .get_or_insert_with(|| framework_id.clone());
+                (info, ExecutorKind::Custom)
+            }
+            None => (
+                command_executor_info(&framework_id, &task),
+                ExecutorKind::Command,
+            ),
+        };
+        let executor_id = info.executor_id.value.clone();
+        let entry = Task {
+            info: task,
+            state: TaskState::TaskStaging,
+            kill_requested: false,
+        };
+        if let Some(e) = fw.executors.get_mut(&executor_id) {
+            if kind == ExecutorKind::Command || e.kind == ExecutorKind::Command {
+                return Err(format!(
+                    "executor '{executor_id}' already runs a command task; a command task needs an executor of its own"
+                ));
+            }
+            if matches!(
+                e.state,
+                ExecutorState::Terminating | ExecutorState::Terminated
+            ) {
+                return Err(format!("executor '{executor_id}' is shutting down"));
+            }
+            let subscribed = e.state == ExecutorState::Running;
+            if subscribed {
+                e.launched.insert(task_id, entry);
+            } else {
+                e.queued.insert(task_id, entry);
+            }
+            return Ok(Placement::Existing {
+                executor_id,
+                subscribed,
+            });
+        }
+        let (container_id, directory) = container_id();
+        let mut executor = Executor {
+            info,
+            kind,
+            container_id,
+            directory,
+            state: ExecutorState::Registering,
+            queued: BTreeMap::new(),
+            launched: BTreeMap::new(),
+            terminated: BTreeMap::new(),
+            completed: VecDeque::new(),
+        };
+        match kind {
+            // The agent itself is the command executor: the task is launched with it.
+            ExecutorKind::Command => executor.launched.insert(task_id, entry),
+            ExecutorKind::Custom => executor.queued.insert(task_id, entry),
+        };
+        fw.executors.insert(executor_id.clone(), executor);
+        Ok(Placement::NewExecutor { executor_id })
+    }
+
+    /// Records a task's new state; a terminal one moves it to `terminated`.
+    pub fn set_task_state(&mut self, framework: &str, task: &str, state: TaskState) {
+        let Some(fw) = self.frameworks.get_mut(framework) else {
+            return;
+        };
+        let Some(e) = fw.executors.values_mut().find(|e| e.task(task).is_some()) else {
+            return;
+        };
+        if let Some(t) = e.task_mut(task) {
+            t.state = state;
+        }
+        if state.is_terminal() {
+            let t = e.queued.remove(task).or_else(|| e.launched.remove(task));
+            if let Some(t) = t {
+                e.terminated.insert(task.to_owned(), t);
+            }
+        }
+    }
+
+    pub fn mark_kill_requested(&mut self, framework: &str, task: &str) -> bool {
+        let Some(e) = self
+            .frameworks
+            .get_mut(framework)
+            .and_then(|fw| fw.executors.values_mut().find(|e| e.task(task).is_some()))
+        else {
+            return false;
+        };
+        match e.task_mut(task) {
+            Some(t) => {
+                t.kill_requested = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A custom executor subscribed: its queued tasks are to be sent to it now.
+    pub fn executor_subscribed(&mut self, framework: &str, executor: &str) -> Vec<TaskInfo> {
+        let Some(e) = self.executor_mut(framework, executor) else {
+            return Vec::new();
+        };
+        if e.state == ExecutorState::Registering {
+            e.state = ExecutorState::Running;
+        }
+        let queued = std::mem::take(&mut e.queued);
+        let mut out = Vec::new();
+        for (id, t) in queued {
+            out.push(t.info.clone());
+            e.launched.insert(id, t);
+        }
+        out
+    }
+
+    pub fn set_executor_state(&mut self, framework: &str, executor: &str, state: ExecutorState) {
+        if let Some(e) = self.executor_mut(framework, executor) {
+            e.state = state;
+        }
+    }
+
+    /// The terminal update of a task was acknowledged: it is completed. If that finished
+    /// its executor, returns the containers of completed executors no longer kept (see
+    /// [`finish_executor_if_done`](Self::finish_executor_if_done)).
+    pub fn task_acknowledged_terminal(&mut self, framework: &str, task: &str) -> Vec<String> {
+        let Some(fw) = self.frameworks.get_mut(framework) else {
+            return Vec::new();
+        };
+        let Some((eid, e)) = fw
+            .executors
+            .iter_mut()
+            .find(|(_, e)| e.terminated.contains_key(task))
+        else {
+            return Vec::new();
+        };
+        let eid = eid.clone();
+        if let Some(t) = e.terminated.remove(task) {
+            e.completed.push_back(t);
+        }
+        self.finish_executor_if_done(framework, &eid)
+            .unwrap_or_default()
+    }
+
+    /// The executor's container ended. Returns its tasks that had not ended, for the
+    /// caller to fail; they are marked as ended with `state`.
+    pub fn executor_terminated(
+        &mut self,
+        framework: &str,
+        executor: &str,
+        state: TaskState,
+    ) -> Vec<TaskInfo> {
+        let Some(e) = self.executor_mut(framework, executor) else {
+            return Vec::new();
+        };
+        e.state = ExecutorState::Terminated;
+        let live: Vec<TaskInfo> = e.live_tasks().map(|t| t.info.clone()).collect();
+        for t in &live {
+            self.set_task_state(framework, &t.task_id.value, state);
+        }
+        live
+    }
+
+    /// Moves a finished executor to the framework's completed list. Returns None if it is
+    /// not finished, else the containers of the oldest completed executors that no longer
+    /// fit in the list: their sandboxes can go.
+    pub fn finish_executor_if_done(
+        &mut self,
+        framework: &str,
+        executor: &str,
+    ) -> Option<Vec<String>> {
+        let limit = self.max_completed_executors;
+        let fw = self.frameworks.get_mut(framework)?;
+        if !fw
+            .executors
+            .get(executor)
+            .is_some_and(Executor::is_finished)
+        {
+            return None;
+        }
+        let mut evicted = Vec::new();
+        if let Some(e) = fw.executors.remove(executor) {
+            fw.completed_executors.push_back(e);
+            while fw.completed_executors.len() > limit {
+                if let Some(old) = fw.completed_executors.pop_front() {
+                    evicted.push(old.container_id);
+                }
+            }
+        }
+        Some(evicted)
+    }
+
+    /// Every container an executor (live or completed) refers to.
+    pub fn container_ids(&self) -> impl Iterator<Item = &str> {
+        self.frameworks.values().flat_map(|fw| {
+            fw.executors
+                .values()
+                .chain(fw.completed_executors.iter())
+                .map(|e| e.container_id.as_str())
+        })
+    }
+
+    /// Forgets a framework entirely (it was shut down and everything of it ended).
+    pub fn remove_framework(&mut self, framework: &str) -> Option<Framework> {
+        self.frameworks.remove(framework)
+    }
+
+    /// Live and unacknowledged tasks, as the agent reports them when it subscribes.
+    pub fn reports(&self) -> Vec<holdfast_api::internal::TaskReport> {
+        let mut out = Vec::new();
+        for (fid, fw) in &self.frameworks {
+            for e in fw.executors.values() {
+                for t in e.live_tasks().chain(e.terminated.values()) {
+                    out.push(holdfast_api::internal::TaskReport {
+                        framework_id: Id::new(fid),
+                        task: t.info.clone(),
+                        state: t.state,
+                        executor_id: (e.kind == ExecutorKind::Custom)
+                            .then(|| e.info.executor_id.clone()),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The `ExecutorInfo` of a command task's built-in executor, as Mesos describes it.
+pub fn command_executor_info(framework: &Id, task: &TaskInfo) -> ExecutorInfo {
+    let command = task
+        .command
+        .as_ref()
+        .and_then(|c| c.value.clone())
+        .unwrap_or_default();
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "source".into(),
+        serde_json::Value::String(task.task_id.value.clone()),
+    );
+    ExecutorInfo {
+        kind: Some("DEFAULT".into()),
+        executor_id: task.task_id.clone(),
+        framework_id: Some(framework.clone()),
+        command: task.command.clone(),
+        container: None,
+        resources: Vec::new(),
+        name: Some(format!(
+            "Command Executor (Task: {}) (Command: sh -c '{}')",
+            task.task_id.value, command
+        )),
+        extra,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn framework(id: &str) -> FrameworkInfo {
+        serde_json::from_value(json!({"user": "root", "name": "fw", "id": {"value": id}}))
+            .expect("framework")
+    }
+
+    fn command_task(id: &str) -> TaskInfo {
+        serde_json::from_value(json!({
+            "name": id, "task_id": {"value": id}, "agent_id": {"value": "a-S0"},
+            "command": {"value": "true"}
+        }))
+        .expect("task")
+    }
+
+    fn executor_task(id: &str, executor: &str) -> TaskInfo {
+        serde_json::from_value(json!({
+            "name": id, "task_id": {"value": id}, "agent_id": {"value": "a-S0"},
+            "executor": {"executor_id": {"value": executor}, "command": {"value": "./exec"}}
+        }))
+        .expect("task")
+    }
+
+    fn dir(n: &str) -> impl FnOnce() -> (String, PathBuf) + '_ {
+        move || (n.to_owned(), PathBuf::from(format!("/sandbox/{n}")))
+    }
+
+    #[test]
+    fn a_command_task_gets_an_executor_of_its_own_named_after_it() {
+        let mut r = Registry::new(10);
+        let p = r.add_task(framework("f"), command_task("t1"), dir("c1"));
+        assert_eq!(
+            p,
+            Ok(Placement::NewExecutor {
+                executor_id: "t1".into()
+            })
+        );
+        let e = r.executor("f", "t1").expect("executor");
+        assert_eq!(e.kind, ExecutorKind::Command);
+        assert_eq!(e.container_id, "c1");
+        assert!(e.launched.contains_key("t1"));
+        assert!(e
+            .info
+            .name
+            .as_deref()
+            .unwrap_or("")
+            .contains("Command: sh -c 'true'"));
+        assert!(r
+            .add_task(framework("f"), command_task("t1"), dir("c2"))
+            .unwrap_err()
+            .contains("already known"));
+    }
+
+    #[test]
+    fn tasks_of_a_custom_executor_queue_until_it_subscribes() {
+        let mut r = Registry::new(10);
+        r.add_task(framework("f"), executor_task("t1", "e"), dir("c1"))
+            .expect("first");
+        let p = r
+            .add_task(framework("f"), executor_task("t2", "e"), dir("unused"))
+            .expect("second");
+        assert_eq!(
+            p,
+            Placement::Existing {
+                executor_id: "e".into(),
+                subscribed: false
+            }
+        );
+        let sent: Vec<String> = r
+            .executor_subscribed("f", "e")
+            .into_iter()
+            .map(|t| t.task_id.value)
+            .collect();
+        assert_eq!(sent, vec!["t1", "t2"]);
+        let p = r
+            .add_task(framework("f"), executor_task("t3", "e"), dir("unused"))
+            .expect("third");
+        assert!(matches!(
+            p,
+            Placement::Existing {
+                subscribed: true,
+                ..
+            }
+        ));
+        assert_eq!(r.executor("f", "e").expect("e").container_id, "c1");
+    }
+
+    #[test]
+    fn an_executor_finishes_when_it_ended_and_every_terminal_update_is_acknowledged() {
+        let mut r = Registry::new(1);
+        for (t, c) in [("t1", "c1"), ("t2", "c2")] {
+            r.add_task(framework("f"), command_task(t), dir(c))
+                .expect("task");
+            r.set_task_state("f", t, TaskState::TaskRunning);
+            r.set_task_state("f", t, TaskState::TaskFinished);
+            assert_eq!(
+                r.reports()
+                    .iter()
+                    .filter(|x| x.task.task_id.value == t)
+                    .count(),
+                1
+            );
+            // Not done until the container ended as well.
+            assert!(r.task_acknowledged_terminal("f", t).is_empty());
+            assert!(r
+                .executor_terminated("f", t, TaskState::TaskFailed)
+                .is_empty());
+            let evicted = r.finish_executor_if_done("f", t).expect("finished");
+            let expect: Vec<String> = if t == "t2" { vec!["c1".into()] } else { vec![] };
+            assert_eq!(evicted, expect);
+        }
+        let fw = &r.frameworks["f"];
+        assert!(fw.executors.is_empty());
+        // Only the newest completed executor is kept.
+        assert_eq!(fw.completed_executors.len(), 1);
+        assert_eq!(fw.completed_executors[0].container_id, "c2");
+        assert_eq!(r.container_ids().collect::<Vec<_>>(), vec!["c2"]);
+        assert!(r.reports().is_empty());
+    }
+
+    #[test]
+    fn an_executor_that_dies_leaves_its_live_tasks_to_be_failed() {
+        let mut r = Registry::new(10);
+        r.add_task(framework("f"), executor_task("t1", "e"), dir("c1"))
+            .expect("t1");
+        r.add_task(framework("f"), executor_task("t2", "e"), dir("x"))
+            .expect("t2");
+        r.executor_subscribed("f", "e");
+        r.set_task_state("f", "t1", TaskState::TaskFinished);
+        let failed: Vec<String> = r
+            .executor_terminated("f", "e", TaskState::TaskFailed)
+            .into_iter()
+            .map(|t| t.task_id.value)
+            .collect();
+        assert_eq!(failed, vec!["t2"]);
+        assert_eq!(
+            r.task("f", "t2").map(|t| t.state),
+            Some(TaskState::TaskFailed)
+        );
+        let round: Registry =
+            serde_json::from_value(serde_json::to_value(&r).expect("json")).expect("back");
+        assert_eq!(round, r, "the registry checkpoints as JSON");
+    }
+}

@@ -1,0 +1,259 @@
+//! Frameworks run tasks end to end: a real master, a real agent registered with it
+//! (`--master`), and a scheduler speaking the v1 scheduler API.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::cluster::{command_task, Master, Scheduler};
+use support::{cgroup2, Agent};
+
+/// A master and an agent registered with it, when this host can run containers.
+fn cluster(agent_flags: &[&str]) -> Option<(Master, Agent)> {
+    let mount = cgroup2()?;
+    let master = Master::start(&[]);
+    let mut flags = vec![format!("--master={}", master.addr())];
+    flags.extend(agent_flags.iter().map(|s| s.to_string()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let agent = Agent::start(&mount, &flags);
+    Some((master, agent))
+}
+
+/// Statuses by task, in arrival order, until every task in `tasks` is terminal.
+fn run_until_terminal(
+    s: &mut Scheduler,
+    tasks: &[&str],
+    mut on_update: impl FnMut(&Scheduler, &Value),
+) -> BTreeMap<String, Vec<Value>> {
+    let mut seen: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let terminal = |st: &str| {
+        matches!(
+            st,
+            "TASK_FINISHED"
+                | "TASK_FAILED"
+                | "TASK_KILLED"
+                | "TASK_ERROR"
+                | "TASK_LOST"
+                | "TASK_DROPPED"
+        )
+    };
+    while !tasks.iter().all(|t| {
+        seen.get(*t)
+            .and_then(|v| v.last())
+            .is_some_and(|st| terminal(st["state"].as_str().unwrap_or("")))
+    }) {
+        let status = s.next_update();
+        on_update(s, &status);
+        let task = status["task_id"]["value"].as_str().unwrap_or("").to_owned();
+        seen.entry(task).or_default().push(status);
+    }
+    seen
+}
+
+/// How many tasks of `cpus` and `mem` the offer holds.
+fn fits(offer: &Value, cpus: f64, mem: f64) -> usize {
+    let scalar = |name: &str| {
+        offer["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["name"] == name)
+            .filter_map(|r| r["scalar"]["value"].as_f64())
+            .sum::<f64>()
+    };
+    // Rounded as the master's fixed-point arithmetic would, so 0.3/0.1 counts 3.
+    let n = |have: f64, each: f64| ((have + 1e-9) / each).floor() as usize;
+    n(scalar("cpus"), cpus).min(n(scalar("mem"), mem))
+}
+
+fn states(statuses: &[Value]) -> Vec<&str> {
+    statuses
+        .iter()
+        .map(|s| s["state"].as_str().unwrap_or(""))
+        .collect()
+}
+
+#[test]
+fn command_tasks_finish_fail_and_get_killed() {
+    let Some((master, agent)) = cluster(&["--resources=cpus:4;mem:1024"]) else {
+        return;
+    };
+    let mut s = Scheduler::subscribe(
+        master.port,
+        "e2e",
+        &["TASK_KILLING_STATE", "PARTITION_AWARE"],
+    );
+    let offers = s.offers();
+    assert_eq!(offers.len(), 1, "one agent, one offer: {offers:?}");
+    let offer = &offers[0];
+    let fid = s.id().to_owned();
+    // The task checks the environment it runs in, as Mesos's command executor sets it.
+    let env_check = format!(
+        "test \"$MESOS_FRAMEWORK_ID\" = {fid} && test \"$MESOS_EXECUTOR_ID\" = t-ok && test -d \"$MESOS_SANDBOX\" && test \"$PWD\" = \"$MESOS_SANDBOX\" && test \"$MESOS_ALLOCATION_ROLE\" = '*'"
+    );
+    let mut long = command_task("t-long", "exec sleep 1000", 0.1);
+    long["kill_policy"] = json!({"grace_period": {"nanoseconds": 5_000_000_000u64}});
+    s.launch(
+        offer,
+        vec![
+            command_task("t-ok", &env_check, 0.1),
+            command_task("t-fail", "exit 3", 0.1),
+            long,
+            command_task("t-big", "true", 100.0),
+        ],
+    );
+    let mut killed_at = None;
+    let seen = run_until_terminal(&mut s, &["t-ok", "t-fail", "t-long", "t-big"], |s, st| {
+        if st["task_id"]["value"] == "t-long" && st["state"] == "TASK_RUNNING" {
+            s.kill("t-long");
+            killed_at = Some(Instant::now());
+        }
+    });
+
+    assert_eq!(
+        states(&seen["t-ok"]),
+        ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"],
+        "{:#?}\n{}",
+        seen["t-ok"],
+        agent.log()
+    );
+    let finished = &seen["t-ok"][2];
+    assert_eq!(finished["message"], "Command exited with status 0");
+    assert_eq!(finished["source"], "SOURCE_EXECUTOR");
+    assert_eq!(finished["executor_id"]["value"], "t-ok");
+    assert!(finished["container_status"]["container_id"]["value"].is_string());
+
+    assert_eq!(
+        states(&seen["t-fail"]),
+        ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"]
+    );
+    assert_eq!(seen["t-fail"][2]["message"], "Command exited with status 3");
+
+    assert_eq!(
+        states(&seen["t-long"]),
+        [
+            "TASK_STARTING",
+            "TASK_RUNNING",
+            "TASK_KILLING",
+            "TASK_KILLED"
+        ]
+    );
+    assert_eq!(
+        seen["t-long"][3]["message"],
+        "Command terminated with signal Terminated"
+    );
+    // sleep dies of SIGTERM at once: no need to wait out the 5 s grace period.
+    assert!(killed_at.is_some_and(|t| t.elapsed() < Duration::from_secs(60)));
+
+    // The master refuses a task larger than its offer, with a reason.
+    let big = &seen["t-big"];
+    assert_eq!(states(big), ["TASK_ERROR"]);
+    assert!(
+        big[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("more than available"),
+        "{big:?}"
+    );
+}
+
+#[test]
+fn a_task_that_ignores_sigterm_is_killed_after_its_grace_period() {
+    let Some((master, agent)) = cluster(&["--resources=cpus:1;mem:256"]) else {
+        return;
+    };
+    let mut s = Scheduler::subscribe(master.port, "grace", &[]);
+    let offers = s.offers();
+    let mut task = command_task(
+        "stubborn",
+        "trap '' TERM; touch ready; while :; do sleep 0.1; done",
+        0.1,
+    );
+    task["kill_policy"] = json!({"grace_period": {"nanoseconds": 1_000_000_000u64}});
+    s.launch(&offers[0], vec![task]);
+    let mut kill_sent = None;
+    let seen = run_until_terminal(&mut s, &["stubborn"], |s, st| {
+        if st["state"] == "TASK_RUNNING" {
+            // Let the shell install its trap first.
+            let dir = st["container_status"]["container_id"]["value"]
+                .as_str()
+                .map(|c| agent.work_dir().join("containers").join(c).join("ready"));
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !dir.as_ref().is_some_and(|d| d.exists()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            s.kill("stubborn");
+            kill_sent = Some(Instant::now());
+        }
+    });
+    let end = seen["stubborn"].last().expect("terminal");
+    assert_eq!(end["state"], "TASK_KILLED", "{:#?}", seen["stubborn"]);
+    // No TASK_KILLING: the framework did not ask for it.
+    assert_eq!(
+        states(&seen["stubborn"]),
+        ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    );
+    assert_eq!(end["message"], "Command terminated with signal Killed");
+    let took = kill_sent.map(|t| t.elapsed()).unwrap_or_default();
+    assert!(
+        took >= Duration::from_secs(1),
+        "killed before its grace period: {took:?}"
+    );
+}
+
+#[test]
+fn a_hundred_command_tasks_all_finish_and_are_acknowledged() {
+    let Some((master, agent)) = cluster(&["--resources=cpus:8;mem:8192"]) else {
+        return;
+    };
+    let mut s = Scheduler::subscribe(master.port, "hundred", &[]);
+    let total = 100;
+    let mut launched = 0;
+    let mut finished = 0;
+    let mut updates = 0;
+    while finished < total {
+        // Offers and updates interleave on the stream; launch on every offer until all
+        // tasks are out, and count the updates (each acknowledged as it arrives).
+        let event = s.events.next().expect("stream open");
+        match event["type"].as_str() {
+            Some("OFFERS") => {
+                for offer in event["offers"]["offers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    let n = (total - launched).min(fits(&offer, 0.1, 32.0));
+                    let tasks: Vec<Value> = (launched..launched + n)
+                        .map(|i| command_task(&format!("task-{i}"), "true", 0.1))
+                        .collect();
+                    launched += n;
+                    if tasks.is_empty() {
+                        s.call(json!({"type": "DECLINE", "decline": {"offer_ids": [offer["id"]]}}));
+                    } else {
+                        s.launch(&offer, tasks);
+                    }
+                }
+            }
+            Some("UPDATE") => {
+                let status = event["update"]["status"].clone();
+                updates += 1;
+                s.call(json!({"type": "ACKNOWLEDGE", "acknowledge": {
+                    "agent_id": status["agent_id"], "task_id": status["task_id"],
+                    "uuid": status["uuid"]}}));
+                match status["state"].as_str() {
+                    Some("TASK_FINISHED") => finished += 1,
+                    Some("TASK_STARTING") | Some("TASK_RUNNING") => {}
+                    other => panic!("unexpected {other:?}: {status}\n{}", agent.log()),
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        updates,
+        3 * total,
+        "STARTING, RUNNING and FINISHED for each task"
+    );
+}
