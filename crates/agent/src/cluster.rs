@@ -906,15 +906,8 @@ impl Actor {
         self.shutting_down.remove(framework);
         // The master forgot the framework: nobody will acknowledge its updates.
         self.updates.remove_framework(framework);
-        if let Some(fw) = self.registry.remove_framework(framework) {
-            let containers = fw
-                .executors
-                .values()
-                .chain(fw.completed_executors.iter())
-                .map(|e| e.container_id.clone())
-                .collect();
-            self.remove_containers(containers);
-        }
+        let evicted = self.registry.complete_framework(framework);
+        self.remove_containers(evicted);
         tracing::info!(framework, "framework shut down and forgotten");
     }
 

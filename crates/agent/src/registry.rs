@@ -109,9 +109,14 @@ pub enum Placement {
     },
 }
 
+/// Shut-down frameworks kept (Mesos's `--max_completed_frameworks` default).
+pub const MAX_COMPLETED_FRAMEWORKS: usize = 50;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registry {
     pub frameworks: BTreeMap<String, Framework>,
+    #[serde(default)]
+    pub completed_frameworks: VecDeque<Framework>,
     /// Finished executors kept per framework for the state endpoints and sandboxes
     /// (`--max_completed_executors_per_framework`).
     pub max_completed_executors: usize,
@@ -121,6 +126,7 @@ impl Registry {
     pub fn new(max_completed_executors: usize) -> Registry {
         Registry {
             frameworks: BTreeMap::new(),
+            completed_frameworks: VecDeque::new(),
             max_completed_executors,
         }
     }
@@ -366,17 +372,34 @@ impl Registry {
 
     /// Every container an executor (live or completed) refers to.
     pub fn container_ids(&self) -> impl Iterator<Item = &str> {
-        self.frameworks.values().flat_map(|fw| {
-            fw.executors
-                .values()
-                .chain(fw.completed_executors.iter())
-                .map(|e| e.container_id.as_str())
-        })
+        self.frameworks
+            .values()
+            .chain(self.completed_frameworks.iter())
+            .flat_map(|fw| {
+                fw.executors
+                    .values()
+                    .chain(fw.completed_executors.iter())
+                    .map(|e| e.container_id.as_str())
+            })
     }
 
-    /// Forgets a framework entirely (it was shut down and everything of it ended).
-    pub fn remove_framework(&mut self, framework: &str) -> Option<Framework> {
-        self.frameworks.remove(framework)
+    /// A framework that was shut down and whose executors all ended moves to the
+    /// completed frameworks (kept for the state endpoints and their sandboxes). Returns
+    /// the containers of completed frameworks that no longer fit in that list.
+    pub fn complete_framework(&mut self, framework: &str) -> Vec<String> {
+        let Some(mut fw) = self.frameworks.remove(framework) else {
+            return Vec::new();
+        };
+        let executors = std::mem::take(&mut fw.executors);
+        fw.completed_executors.extend(executors.into_values());
+        self.completed_frameworks.push_back(fw);
+        let mut evicted = Vec::new();
+        while self.completed_frameworks.len() > MAX_COMPLETED_FRAMEWORKS {
+            if let Some(old) = self.completed_frameworks.pop_front() {
+                evicted.extend(old.completed_executors.into_iter().map(|e| e.container_id));
+            }
+        }
+        evicted
     }
 
     /// Live and unacknowledged tasks, as the agent reports them when it subscribes.
@@ -568,6 +591,11 @@ mod tests {
             r.task("f", "t2").map(|t| t.state),
             Some(TaskState::TaskFailed)
         );
+        let gone = r.complete_framework("f");
+        assert!(gone.is_empty(), "one completed framework fits");
+        assert!(r.frameworks.is_empty());
+        assert_eq!(r.completed_frameworks[0].completed_executors.len(), 1);
+        assert_eq!(r.container_ids().collect::<Vec<_>>(), vec!["c1"]);
         let round: Registry =
             serde_json::from_value(serde_json::to_value(&r).expect("json")).expect("back");
         assert_eq!(round, r, "the registry checkpoints as JSON");

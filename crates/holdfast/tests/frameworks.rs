@@ -257,3 +257,143 @@ fn a_hundred_command_tasks_all_finish_and_are_acknowledged() {
         "STARTING, RUNNING and FINISHED for each task"
     );
 }
+
+fn b64(text: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("base64");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("base64 output");
+    String::from_utf8(out.stdout).expect("ascii")
+}
+
+fn unb64(data: &Value) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("base64");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(data.as_str().unwrap_or("").as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("base64 output");
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+#[test]
+fn a_custom_executor_runs_tasks_and_exchanges_messages() {
+    let Some((master, agent)) = cluster(&["--resources=cpus:2;mem:1024"]) else {
+        return;
+    };
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/executors/echo_executor.py"
+    );
+    let mut s = Scheduler::subscribe(master.port, "executor", &["TASK_KILLING_STATE"]);
+    let offers = s.offers();
+    let executor = json!({
+        "type": "CUSTOM", "executor_id": {"value": "echo"},
+        "command": {"value": format!("exec python3 {script}")},
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                      {"name": "mem", "type": "SCALAR", "scalar": {"value": 64.0}}]});
+    let task = |id: &str| {
+        let mut t = command_task(id, "unused", 0.1);
+        t.as_object_mut().map(|o| o.remove("command"));
+        t["executor"] = executor.clone();
+        t
+    };
+    s.launch(&offers[0], vec![task("e1"), task("e2")]);
+
+    // Both tasks start, and the executor says so in a message for each.
+    let mut running = 0;
+    let mut ready = Vec::new();
+    while running < 2 || ready.len() < 2 {
+        let event = s.events.next().expect("stream open");
+        match event["type"].as_str() {
+            Some("UPDATE") => {
+                let st = &event["update"]["status"];
+                assert_eq!(st["state"], "TASK_RUNNING", "{event}\n{}", agent.log());
+                assert_eq!(st["executor_id"]["value"], "echo");
+                assert_eq!(st["source"], "SOURCE_EXECUTOR");
+                s.call(json!({"type": "ACKNOWLEDGE", "acknowledge": {
+                    "agent_id": st["agent_id"], "task_id": st["task_id"], "uuid": st["uuid"]}}));
+                running += 1;
+            }
+            Some("MESSAGE") => {
+                assert_eq!(event["message"]["executor_id"]["value"], "echo");
+                ready.push(unb64(&event["message"]["data"]));
+            }
+            _ => {}
+        }
+    }
+    ready.sort();
+    assert_eq!(ready, ["ready e1", "ready e2"]);
+
+    // A message to the executor comes back, and finishes the oldest task.
+    let agent_id = offers[0]["agent_id"].clone();
+    s.call(json!({"type": "MESSAGE", "message": {
+        "agent_id": agent_id, "executor_id": {"value": "echo"}, "data": b64("ping")}}));
+    let echo = s.events.next_of("MESSAGE");
+    assert_eq!(unb64(&echo["message"]["data"]), "echo: ping");
+    let done = s.next_update();
+    assert_eq!(done["task_id"]["value"], "e1");
+    assert_eq!(done["state"], "TASK_FINISHED");
+    assert_eq!(done["message"], "answered ping");
+
+    // KILL goes to the executor, which reports the task killed.
+    s.kill("e2");
+    let killed = s.next_update();
+    assert_eq!(
+        (&killed["task_id"]["value"], &killed["state"]),
+        (&json!("e2"), &json!("TASK_KILLED"))
+    );
+
+    // TEARDOWN: the executor is told to shut down and its container ends.
+    s.call(json!({"type": "TEARDOWN"}));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let python_left = std::process::Command::new("pgrep")
+            .args(["-f", script])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false);
+        if !python_left {
+            break;
+        }
+        if Instant::now() > deadline {
+            let ps = std::process::Command::new("ps")
+                .args(["-ef", "--forest"])
+                .output()
+                .expect("ps");
+            panic!(
+                "executor still running after TEARDOWN\n{}\n{}\n{}",
+                String::from_utf8_lossy(&ps.stdout),
+                agent.log(),
+                master.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its sandbox stays for the operator to read.
+    let sandboxes = std::fs::read_dir(agent.work_dir().join("containers"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(
+        sandboxes, 1,
+        "the executor's sandbox is kept after TEARDOWN"
+    );
+}

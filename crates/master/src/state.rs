@@ -436,7 +436,14 @@ impl Master {
         let Some(mut fw) = self.frameworks.remove(framework) else {
             return;
         };
-        let agents: BTreeSet<String> = fw.tasks.values().map(|t| t.agent_id.clone()).collect();
+        // Agents with the framework's tasks, or with executors that may outlive them
+        // (every agent a task of it ran on).
+        let agents: BTreeSet<String> = fw
+            .tasks
+            .values()
+            .chain(fw.completed.iter())
+            .map(|t| t.agent_id.clone())
+            .collect();
         for agent in agents {
             self.send_agent(
                 &agent,
