@@ -59,6 +59,18 @@ fn check_cgroups_root(root: &Path) -> anyhow::Result<()> {
 
 pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     init_logging(&flags.logging_level);
+    let (cfg, cluster) = prepare(&flags)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(flags, cfg, cluster))
+}
+
+/// Everything the agent checks and sets up before it serves: a bad flag or an unusable
+/// host stops it here, with the reason.
+pub fn prepare(flags: &AgentFlags) -> anyhow::Result<(Config, Option<ClusterConfig>)> {
     check_cgroups_root(&flags.cgroups_root)?;
     let hierarchy = match &flags.cgroups_hierarchy {
         Some(p) => Hierarchy::at(p.clone()),
@@ -68,7 +80,7 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     };
     let isolation =
         parse_isolation(&flags.isolation).map_err(|e| anyhow::anyhow!("--isolation: {e}"))?;
-    let limit_settings = limit_settings(&flags)?;
+    let limit_settings = limit_settings(flags)?;
     let offered = hierarchy.root().controllers().unwrap_or_default();
     let missing: Vec<&str> = isolation
         .iter()
@@ -86,7 +98,7 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     for dir in [&flags.work_dir, &flags.runtime_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let systemd = systemd_settings(&flags)?;
+    let systemd = systemd_settings(flags)?;
     let supervisor_exe = supervisor_exe(flags.launcher_dir.as_deref())?;
     let workload_nofile = reserve_descriptors();
     let cfg = Config {
@@ -103,14 +115,8 @@ pub fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         limit_settings,
         systemd,
     };
-    // Checked before anything starts, so a typo stops the agent with the reason.
-    let cluster = cluster_config(&flags)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(serve(flags, cfg, cluster))
+    let cluster = cluster_config(flags)?;
+    Ok((cfg, cluster))
 }
 
 /// With `--master`: what the agent tells the master about itself and how it runs tasks.
@@ -360,7 +366,7 @@ fn supervisor_exe(launcher_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 const SUPERVISOR_BIN: &str = "holdfast-supervisor";
 
-async fn serve(
+pub async fn serve(
     flags: AgentFlags,
     cfg: Config,
     cluster: Option<ClusterConfig>,

@@ -3,7 +3,9 @@
 
 mod agent;
 mod doctor;
+mod execute;
 mod flags;
+mod local;
 mod master;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +32,11 @@ enum Command {
     Master(Box<master::MasterFlags>),
     /// Report what this host supports and what would not be enforced.
     Doctor(doctor::DoctorFlags),
+    /// Run a master and an agent registered with it, in one process: a cluster of one.
+    Local(local::LocalFlags),
+    /// Run one command as a task through a master, print its state changes and exit
+    /// with its exit status.
+    Execute(execute::ExecuteFlags),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +45,8 @@ fn main() -> std::process::ExitCode {
         Command::Agent(f) => agent::run(*f),
         Command::Master(f) => master::run(*f),
         Command::Doctor(f) => doctor::run(f),
+        Command::Execute(f) => execute::run(f),
+        Command::Local(f) => local::run(f),
     };
     match result {
         Ok(code) => code,

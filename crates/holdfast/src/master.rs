@@ -66,7 +66,7 @@ pub fn run(flags: MasterFlags) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve(flags))
 }
 
-async fn serve(flags: MasterFlags) -> anyhow::Result<ExitCode> {
+pub async fn serve(flags: MasterFlags) -> anyhow::Result<ExitCode> {
     let addr = std::net::SocketAddr::new(flags.ip, flags.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

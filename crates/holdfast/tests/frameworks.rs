@@ -397,3 +397,118 @@ fn a_custom_executor_runs_tasks_and_exchanges_messages() {
         "the executor's sandbox is kept after TEARDOWN"
     );
 }
+
+#[test]
+fn holdfast_execute_runs_one_task_and_exits_with_its_status() {
+    let Some((master, _agent)) = cluster(&["--resources=cpus:1;mem:256"]) else {
+        return;
+    };
+    let run = |command: &str| {
+        std::process::Command::new(support::BIN)
+            .args(["execute", "--master", &format!("http://{}", master.addr())])
+            .args(["--command", command, "--resources", "cpus:0.1;mem:32"])
+            .output()
+            .expect("holdfast execute")
+    };
+    let ok = run("echo hello");
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for line in [
+        "Received status update TASK_STARTING",
+        "Received status update TASK_RUNNING",
+        "Received status update TASK_FINISHED",
+    ] {
+        assert!(out.contains(line), "{line} missing from:\n{out}");
+    }
+    let failed = run("exit 7");
+    let out = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(7), "{out}");
+    assert!(
+        out.contains("message: Command exited with status 7"),
+        "{out}"
+    );
+    // Too big for any offer: a clear error after the offer timeout, not a hang.
+    let big = std::process::Command::new(support::BIN)
+        .args(["execute", "--master", &master.addr(), "--command", "true"])
+        .args(["--resources", "cpus:64", "--offer_timeout", "2secs"])
+        .output()
+        .expect("holdfast execute");
+    assert_eq!(big.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&big.stderr);
+    assert!(err.contains("no offer with cpus:64 arrived"), "{err}");
+}
+
+#[test]
+fn holdfast_local_is_a_cluster_of_one() {
+    let Some(mount) = cgroup2() else {
+        return;
+    };
+    // The harness's names and dirs, so that dropping it cleans up what the agent made.
+    let mut agent = Agent::prepare(&mount, &[]);
+    let master_port = support::free_port();
+    let log = std::fs::File::create(agent.dir.path().join("agent.log")).expect("log");
+    let child = std::process::Command::new(support::BIN)
+        .arg("local")
+        .arg(format!("--port={master_port}"))
+        .arg(format!("--agent_port={}", agent.port))
+        .arg(format!(
+            "--work_dir={}",
+            agent.dir.path().join("local").display()
+        ))
+        .arg(format!("--runtime_dir={}", agent.runtime_dir().display()))
+        .arg(format!(
+            "--agent_flag=--work_dir={}",
+            agent.work_dir().display()
+        ))
+        .arg(format!("--agent_flag=--cgroups_root={}", agent.root))
+        .arg(format!(
+            "--agent_flag=--cgroups_hierarchy={}",
+            mount.display()
+        ))
+        .arg(format!(
+            "--agent_flag=--systemd_containers_slice={}",
+            agent.slice()
+        ))
+        .arg("--logging_level=WARNING")
+        .stderr(log)
+        .spawn()
+        .expect("holdfast local");
+    agent.child = Some(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while support::raw_request(master_port, "GET", "/health", None, "")
+        .map(|r| r.0)
+        .ok()
+        != Some(200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the local master did not come up\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = std::process::Command::new(support::BIN)
+        .args(["execute", "--master", &format!("127.0.0.1:{master_port}")])
+        .args([
+            "--command",
+            "echo hello from local",
+            "--offer_timeout",
+            "2mins",
+        ])
+        .output()
+        .expect("holdfast execute");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        agent.log()
+    );
+    assert!(stdout.contains("TASK_FINISHED"), "{stdout}");
+}

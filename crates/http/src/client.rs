@@ -17,15 +17,14 @@ use serde_json::Value;
 
 use crate::recordio::{self, RecordIoError};
 
+/// Each variant says what failed and why in one line (the cause is part of the message,
+/// not a separate source, so it is not printed twice in a chain).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("HTTP exchange with {addr} failed: {source}")]
-    Http { addr: String, source: hyper::Error },
+    #[error("cannot connect to {addr}: {error}")]
+    Connect { addr: String, error: std::io::Error },
+    #[error("HTTP exchange with {addr} failed: {error}")]
+    Http { addr: String, error: hyper::Error },
     /// The server answered, but not with success; `body` is its reason.
     #[error("{addr} answered {status}: {body}")]
     Status {
@@ -35,12 +34,12 @@ pub enum Error {
     },
     #[error("{addr} did not answer within {0:?}", .timeout)]
     Timeout { addr: String, timeout: Duration },
-    #[error("bad event stream from {addr}: {source}")]
-    RecordIo { addr: String, source: RecordIoError },
-    #[error("event from {addr} is not JSON: {source}")]
+    #[error("bad event stream from {addr}: {error}")]
+    RecordIo { addr: String, error: RecordIoError },
+    #[error("event from {addr} is not JSON: {error}")]
     Json {
         addr: String,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("invalid request: {0}")]
     Request(String),
@@ -87,9 +86,9 @@ impl Client {
     async fn connect(&self) -> Result<http1::SendRequest<Full<Bytes>>, Error> {
         let tcp = tokio::net::TcpStream::connect(&self.addr)
             .await
-            .map_err(|source| Error::Connect {
+            .map_err(|error| Error::Connect {
                 addr: self.addr.clone(),
-                source,
+                error,
             })?;
         let _ = tcp.set_nodelay(true);
         let (sender, conn) = http1::handshake(TokioIo::new(tcp))
@@ -102,10 +101,10 @@ impl Client {
         Ok(sender)
     }
 
-    fn http(&self, source: hyper::Error) -> Error {
+    fn http(&self, error: hyper::Error) -> Error {
         Error::Http {
             addr: self.addr.clone(),
-            source,
+            error,
         }
     }
 
@@ -258,24 +257,24 @@ impl EventStream {
             let record = self
                 .decoder
                 .next_record()
-                .map_err(|source| Error::RecordIo {
+                .map_err(|error| Error::RecordIo {
                     addr: self.addr.clone(),
-                    source,
+                    error,
                 })?;
             if let Some(r) = record {
                 return serde_json::from_slice(&r)
                     .map(Some)
-                    .map_err(|source| Error::Json {
+                    .map_err(|error| Error::Json {
                         addr: self.addr.clone(),
-                        source,
+                        error,
                     });
             }
             match self.body.frame().await {
                 None => return Ok(None),
-                Some(Err(source)) => {
+                Some(Err(error)) => {
                     return Err(Error::Http {
                         addr: self.addr.clone(),
-                        source,
+                        error,
                     })
                 }
                 Some(Ok(frame)) => {
