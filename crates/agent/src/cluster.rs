@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::executor_api::{ExecutorEvent, ExecutorStream};
 use crate::master_link::{LinkEvent, MasterLink};
 use crate::registry::{ExecutorKind, ExecutorState, Placement, Registry};
+use crate::state_view::Snapshot;
 use crate::status_updates::{Acked, Added, StatusUpdates};
 
 /// The kill grace period of a command task whose kill policy sets none (Mesos's).
@@ -103,7 +104,7 @@ enum Input {
         executor: String,
         stream: u64,
     },
-    Snapshot(oneshot::Sender<Value>),
+    Snapshot(oneshot::Sender<Snapshot>),
 }
 
 impl Cluster {
@@ -158,8 +159,8 @@ impl Cluster {
         });
     }
 
-    /// The registry and the agent's registration, as JSON (the state endpoints' source).
-    pub async fn snapshot(&self) -> Option<Value> {
+    /// The registry and the agent's registration (what the state endpoints show).
+    pub async fn snapshot(&self) -> Option<Snapshot> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Input::Snapshot(reply)).ok()?;
         rx.await.ok()
@@ -295,11 +296,12 @@ impl Actor {
                 }
             }
             Input::Snapshot(reply) => {
-                let _ = reply.send(serde_json::json!({
-                    "agent_id": self.agent_id,
-                    "connected": self.connected,
-                    "registry": self.registry,
-                }));
+                let _ = reply.send(Snapshot {
+                    registry: self.registry.clone(),
+                    agent_id: self.agent_id.clone(),
+                    info: Some(self.cfg.info.clone()),
+                    master: Some(self.cfg.master.clone()),
+                });
             }
         }
     }
@@ -954,9 +956,9 @@ impl Actor {
 
     fn enqueue(&mut self, framework: &str, status: TaskStatus) {
         let task = status.task_id.value.clone();
-        let state = status.state;
+        let recorded = status.clone();
         match self.updates.add(framework, status, Instant::now()) {
-            Added::Queued => self.registry.set_task_state(framework, &task, state),
+            Added::Queued => self.registry.record_status(framework, &recorded),
             other => tracing::warn!(framework, task = %task, ?other, "status update dropped"),
         }
     }

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod executor_api;
 pub mod master_link;
 pub mod registry;
+pub mod state_view;
 pub mod status_updates;
 
 use std::sync::{Arc, OnceLock};
@@ -34,6 +35,8 @@ pub struct AgentState {
     cluster: OnceLock<cluster::Cluster>,
     flags: Vec<Flag>,
     version: VersionInfo,
+    /// When the agent started, seconds since the epoch (legacy `/state`).
+    start_time: f64,
 }
 
 impl AgentState {
@@ -43,6 +46,10 @@ impl AgentState {
             cluster: OnceLock::new(),
             flags,
             version,
+            start_time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
         })
     }
 
@@ -59,6 +66,25 @@ impl AgentState {
     pub fn cluster(&self) -> Option<&cluster::Cluster> {
         self.cluster.get()
     }
+
+    /// The cluster side now; an empty one without a master.
+    async fn snapshot(&self) -> state_view::Snapshot {
+        match self.cluster.get() {
+            Some(c) => c
+                .snapshot()
+                .await
+                .unwrap_or_else(state_view::Snapshot::standalone),
+            None => state_view::Snapshot::standalone(),
+        }
+    }
+
+    fn flag(&self, name: &str) -> String {
+        self.flags
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value.clone())
+            .unwrap_or_default()
+    }
 }
 
 pub fn router(state: Arc<AgentState>) -> Router {
@@ -66,6 +92,9 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .route("/api/v1", axum::routing::any(api_v1))
         .route("/api/v1/executor", axum::routing::any(executor_api))
         .route("/metrics/snapshot", axum::routing::get(metrics_snapshot))
+        .route("/state", axum::routing::get(legacy_state))
+        .route("/state.json", axum::routing::get(legacy_state))
+        .route("/slave(1)/state", axum::routing::get(legacy_state))
         .fallback(|| async { error_response(&ApiError::not_found("404 Not Found.")) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -171,6 +200,27 @@ fn check_post(method: &Method) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Mesos's legacy `/state`: the agent's identity, version, flags, resources and
+/// frameworks in one document, as tools and UIs written for Mesos read it.
+async fn legacy_state(State(state): State<Arc<AgentState>>) -> Response {
+    let snapshot = state.snapshot().await;
+    let endpoint = format!("{}:{}", state.flag("ip"), state.flag("port"));
+    let mut doc = state_view::legacy_state(&snapshot, &endpoint);
+    doc.insert("version".into(), serde_json::json!(state.version.version));
+    doc.insert("start_time".into(), serde_json::json!(state.start_time));
+    doc.insert(
+        "flags".into(),
+        serde_json::Value::Object(
+            state
+                .flags
+                .iter()
+                .map(|f| (f.name.clone(), serde_json::json!(f.value)))
+                .collect(),
+        ),
+    );
+    json(serde_json::Value::Object(doc))
+}
+
 /// Mesos's `/metrics/snapshot`: one flat JSON object of metric name to value.
 async fn metrics_snapshot(State(state): State<Arc<AgentState>>) -> Response {
     match state.containerizer.get() {
@@ -197,6 +247,19 @@ async fn handle(
         return Err(ApiError::unavailable("Agent has not finished recovery"));
     };
     match call {
+        Call::GetState => Ok(json(serde_json::json!({
+            "type": "GET_STATE", "get_state": state_view::get_state(&state.snapshot().await)}))),
+        Call::GetFrameworks => Ok(json(serde_json::json!({
+            "type": "GET_FRAMEWORKS", "get_frameworks": state_view::get_frameworks(&state.snapshot().await)}))),
+        Call::GetExecutors => Ok(json(serde_json::json!({
+            "type": "GET_EXECUTORS", "get_executors": state_view::get_executors(&state.snapshot().await)}))),
+        Call::GetTasks => Ok(json(serde_json::json!({
+            "type": "GET_TASKS", "get_tasks": state_view::get_tasks(&state.snapshot().await)}))),
+        Call::GetAgent => {
+            let s = state.snapshot().await;
+            Ok(json(serde_json::json!({
+                "type": "GET_AGENT", "get_agent": state_view::get_agent(&s, &state.flag("ip"), state.flag("port").parse().unwrap_or(0))})))
+        }
         Call::GetHealth => Ok(json(api::health_response(true))),
         Call::GetVersion => Ok(json(api::version_response(&state.version))),
         Call::GetFlags => Ok(json(api::flags_response(&state.flags))),

@@ -41,6 +41,9 @@ pub struct Task {
     /// A KILL arrived: the task ends as TASK_KILLED whatever its exit status.
     #[serde(default)]
     pub kill_requested: bool,
+    /// Every update made for it, oldest first (for the state endpoints).
+    #[serde(default)]
+    pub statuses: Vec<holdfast_api::scheduler::TaskStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,6 +199,7 @@ impl Registry {
             info: task,
             state: TaskState::TaskStaging,
             kill_requested: false,
+            statuses: Vec::new(),
         };
         if let Some(e) = fw.executors.get_mut(&executor_id) {
             if kind == ExecutorKind::Command || e.kind == ExecutorKind::Command {
@@ -239,6 +243,19 @@ impl Registry {
         };
         fw.executors.insert(executor_id.clone(), executor);
         Ok(Placement::NewExecutor { executor_id })
+    }
+
+    /// Records an update of a task: its state, and the update for the state endpoints.
+    pub fn record_status(&mut self, framework: &str, status: &holdfast_api::scheduler::TaskStatus) {
+        let task = status.task_id.value.as_str();
+        if let Some(t) = self
+            .frameworks
+            .get_mut(framework)
+            .and_then(|fw| fw.executors.values_mut().find_map(|e| e.task_mut(task)))
+        {
+            t.statuses.push(status.clone());
+        }
+        self.set_task_state(framework, task, status.state);
     }
 
     /// Records a task's new state; a terminal one moves it to `terminated`.

@@ -25,6 +25,11 @@ pub const SUPPORTED_CALLS: &[&str] = &[
     "KILL_CONTAINER",
     "REMOVE_CONTAINER",
     "UPDATE_CONTAINER",
+    "GET_STATE",
+    "GET_FRAMEWORKS",
+    "GET_EXECUTORS",
+    "GET_TASKS",
+    "GET_AGENT",
 ];
 
 /// Agent call types that exist in Mesos but that this agent does not serve yet; they get
@@ -34,12 +39,7 @@ const KNOWN_UNSUPPORTED_CALLS: &[&str] = &[
     "SET_LOGGING_LEVEL",
     "LIST_FILES",
     "READ_FILE",
-    "GET_STATE",
-    "GET_FRAMEWORKS",
-    "GET_EXECUTORS",
     "GET_OPERATIONS",
-    "GET_TASKS",
-    "GET_AGENT",
     "GET_RESOURCE_PROVIDERS",
     "LAUNCH_NESTED_CONTAINER",
     "WAIT_NESTED_CONTAINER",
@@ -67,6 +67,11 @@ pub enum Call {
     KillContainer(KillContainer),
     RemoveContainer(ContainerId),
     UpdateContainer(UpdateContainer),
+    GetState,
+    GetFrameworks,
+    GetExecutors,
+    GetTasks,
+    GetAgent,
 }
 
 /// Holdfast extension (Mesos's agent API has no such call): new requests and limits for a
@@ -141,6 +146,11 @@ pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
         // `get_metrics.timeout` is accepted and has nothing to wait for: every metric is
         // a counter read at once.
         "GET_METRICS" => Call::GetMetrics,
+        "GET_STATE" => Call::GetState,
+        "GET_FRAMEWORKS" => Call::GetFrameworks,
+        "GET_EXECUTORS" => Call::GetExecutors,
+        "GET_TASKS" => Call::GetTasks,
+        "GET_AGENT" => Call::GetAgent,
         "GET_CONTAINERS" => Call::GetContainers(match payload {
             None | Some(Value::Null) => GetContainers::default(),
             Some(v) => typed(v, &field)?,
@@ -424,7 +434,7 @@ mod tests {
                 "'..' is not allowed",
             ),
             (
-                r#"{"type":"GET_STATE"}"#,
+                r#"{"type":"GET_OPERATIONS"}"#,
                 501,
                 "not supported by this agent yet",
             ),

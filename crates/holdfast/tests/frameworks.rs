@@ -256,6 +256,41 @@ fn a_hundred_command_tasks_all_finish_and_are_acknowledged() {
         3 * total,
         "STARTING, RUNNING and FINISHED for each task"
     );
+
+    // The agent shows them completed once its last acknowledgements are in.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, body) = agent.call(json!({"type": "GET_STATE"}));
+        assert_eq!(status, 200, "{body}");
+        let state: Value = serde_json::from_str(&body).expect("json");
+        let tasks = &state["get_state"]["get_tasks"];
+        let completed = tasks["completed_tasks"].as_array().map_or(0, Vec::len);
+        if completed == total {
+            assert!(tasks["completed_tasks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|t| t["state"] == "TASK_FINISHED" && t["framework_id"]["value"] == s.id()));
+            assert_eq!(tasks["launched_tasks"], json!([]));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{completed} of {total} completed: {tasks}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) =
+        support::raw_request(agent.port, "GET", "/state", None, "").expect("/state");
+    assert_eq!(status, 200);
+    let legacy: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(legacy["frameworks"][0]["id"], s.id());
+    assert_eq!(
+        legacy["frameworks"][0]["completed_executors"]
+            .as_array()
+            .map_or(0, Vec::len),
+        total
+    );
 }
 
 fn b64(text: &str) -> String {
