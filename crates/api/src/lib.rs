@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod internal;
 mod json;
+pub mod master;
 pub mod scheduler;
 pub mod v1;
 
