@@ -357,6 +357,8 @@ fn deliver(
             Output::EndAgentStream { agent, stream } => {
                 close(agents, &agent, &stream);
             }
+            // Nobody subscribes to these until the operator API serves SUBSCRIBE.
+            Output::Operator(_) => {}
         }
     }
 }
