@@ -2,9 +2,11 @@
 //!
 //! One task ([`run_state`]) owns the [`Master`]; handlers send it [`Command`]s and await
 //! the answer, so the state needs no locks and its order of events is the order of the
-//! commands. Streams (a framework's SUBSCRIBE, an agent's) are chunked responses fed by a
-//! channel per stream: one RecordIO record per chunk. When a client goes away hyper drops
-//! the body, which tells the state task.
+//! commands. Read-only answers (operator calls) are rendered by a closure the task runs
+//! against the state. Streams (a framework's SUBSCRIBE, an
+//! agent's, an operator's) are chunked responses fed by a channel per stream: one
+//! RecordIO record per chunk. When a client goes away hyper drops the body, which tells
+//! the state task.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -20,12 +22,14 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use holdfast_api::internal::AgentCall;
+use holdfast_api::master::{self as operator_call, response};
 use holdfast_api::scheduler::{self, recordio, CallBody, Event, Id};
 use holdfast_api::ApiError;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::state::{Master, Now, Output, SubscribeRefused};
+use crate::{metrics, operator};
 
 /// Largest request body accepted (Mesos sets none; this bounds memory per request).
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -35,6 +39,9 @@ const STREAM_BACKLOG: usize = 8192;
 /// How often idle agents' availability is offered again, so filters that expired are
 /// noticed (Mesos's `--allocation_interval`).
 const ALLOCATION_INTERVAL: Duration = Duration::from_secs(1);
+/// Operator SUBSCRIBE streams open at once (Mesos's
+/// `--max_operator_event_stream_subscribers` default); more are refused.
+const MAX_OPERATOR_SUBSCRIBERS: usize = 1000;
 
 /// A running stream: records go in, the client reads them as chunks.
 struct Stream {
@@ -45,6 +52,10 @@ struct Stream {
 /// A stream the state task opened: whose it is (framework or agent id), its id, and
 /// the records to send.
 type Opened = (String, String, mpsc::Receiver<Bytes>);
+
+/// A read of the state: runs in the state task with the state and the number of
+/// operator streams, and sends its answer itself.
+type View = Box<dyn FnOnce(&Master, usize) + Send>;
 
 enum Command {
     SchedulerSubscribe {
@@ -75,6 +86,18 @@ enum Command {
         agent: String,
         stream: String,
     },
+    View(View),
+    OperatorSubscribe {
+        reply: oneshot::Sender<Result<Opened, ApiError>>,
+    },
+    OperatorGone {
+        stream: String,
+    },
+    /// The operator's TEARDOWN of a framework.
+    Teardown {
+        framework: String,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
 }
 
 #[derive(Clone)]
@@ -82,6 +105,10 @@ pub struct MasterHandle {
     tx: mpsc::Sender<Command>,
     version: Arc<Value>,
     flags: Arc<Value>,
+    /// When the master started: wall-clock seconds, and the monotonic instant for
+    /// uptime.
+    start_time: f64,
+    started: Instant,
 }
 
 impl MasterHandle {
@@ -98,11 +125,30 @@ impl MasterHandle {
             .map_err(|_| ApiError::internal("the master's state task stopped"))
     }
 
+    /// Runs `f` against the state (in the state task) and returns what it made.
+    async fn view<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Master, usize) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.ask(|reply| {
+            Command::View(Box::new(move |m, subscribers| {
+                let _ = reply.send(f(m, subscribers));
+            }))
+        })
+        .await
+    }
+
+    fn uptime_secs(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
     /// The response that carries an opened stream; when hyper drops it, the state task
-    /// gets `gone(owner, stream id)`.
+    /// gets `gone(owner, stream id)`. Scheduler and agent streams name their id in a
+    /// `Mesos-Stream-Id` header; operator streams, as in Mesos, do not.
     fn stream_response(
         &self,
         opened: Opened,
+        with_id: bool,
         gone: impl FnOnce(String, String) -> Command,
     ) -> Response {
         let (owner, stream, rx) = opened;
@@ -110,7 +156,7 @@ impl MasterHandle {
             rx,
             gone: Some((self.tx.clone(), gone(owner, stream.clone()))),
         };
-        stream_response(&stream, body)
+        stream_response(with_id.then_some(stream.as_str()), body)
     }
 }
 
@@ -158,14 +204,24 @@ pub fn start(master: Master, version: Value, flags: Value) -> MasterHandle {
         tx: tx.clone(),
         version: Arc::new(version),
         flags: Arc::new(flags),
+        start_time: now().wall,
+        started: Instant::now(),
     };
     tokio::spawn(run_state(master, rx));
     handle
 }
 
+/// The streams the state task feeds.
+#[derive(Default)]
+struct Streams {
+    frameworks: BTreeMap<String, Stream>,
+    agents: BTreeMap<String, Stream>,
+    /// Operator SUBSCRIBE streams, by their id.
+    operators: BTreeMap<String, Stream>,
+}
+
 async fn run_state(mut master: Master, mut rx: mpsc::Receiver<Command>) {
-    let mut frameworks: BTreeMap<String, Stream> = BTreeMap::new();
-    let mut agents: BTreeMap<String, Stream> = BTreeMap::new();
+    let mut streams = Streams::default();
     let mut heartbeat = tokio::time::interval(master.config.heartbeat_interval);
     let mut ping = tokio::time::interval(master.config.agent_ping_timeout);
     let mut allocation = tokio::time::interval(ALLOCATION_INTERVAL);
@@ -179,10 +235,14 @@ async fn run_state(mut master: Master, mut rx: mpsc::Receiver<Command>) {
         tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return };
-                handle_command(&mut master, cmd, &mut frameworks, &mut agents);
+                handle_command(&mut master, cmd, &mut streams);
                 master.allocate(now(), false);
             }
-            _ = heartbeat.tick() => master.heartbeat(),
+            _ = heartbeat.tick() => {
+                master.heartbeat();
+                let beat = json!({"type": "HEARTBEAT"});
+                broadcast(&mut streams.operators, &beat);
+            }
             _ = ping.tick() => master.ping_agents(now()),
             _ = allocation.tick() => {
                 let n = now();
@@ -190,16 +250,16 @@ async fn run_state(mut master: Master, mut rx: mpsc::Receiver<Command>) {
                 master.allocate(n, true);
             }
         }
-        deliver(&mut master, &mut frameworks, &mut agents);
+        deliver(&mut master, &mut streams);
     }
 }
 
-fn handle_command(
-    master: &mut Master,
-    cmd: Command,
-    frameworks: &mut BTreeMap<String, Stream>,
-    agents: &mut BTreeMap<String, Stream>,
-) {
+fn handle_command(master: &mut Master, cmd: Command, streams: &mut Streams) {
+    let Streams {
+        frameworks,
+        agents,
+        operators,
+    } = streams;
     match cmd {
         Command::SchedulerSubscribe {
             framework_id,
@@ -253,7 +313,47 @@ fn handle_command(
             close(agents, &agent, &stream);
             master.agent_disconnected(&agent, &stream);
         }
+        Command::View(f) => f(master, operators.len()),
+        Command::OperatorSubscribe { reply } => {
+            let _ = reply.send(operator_subscribe(master, operators));
+        }
+        Command::OperatorGone { stream } => close(operators, &stream, &stream),
+        Command::Teardown { framework, reply } => {
+            let result = if master.frameworks.contains_key(&framework) {
+                master.remove_framework(&framework, now());
+                Ok(())
+            } else {
+                Err(ApiError::bad_request(format!(
+                    "No framework found with ID {framework}"
+                )))
+            };
+            let _ = reply.send(result);
+        }
     }
+}
+
+/// Opens an operator stream: SUBSCRIBED with the whole state, then a HEARTBEAT at once,
+/// as Mesos sends. Changes follow as the state makes them.
+fn operator_subscribe(
+    master: &Master,
+    operators: &mut BTreeMap<String, Stream>,
+) -> Result<Opened, ApiError> {
+    if operators.len() >= MAX_OPERATOR_SUBSCRIBERS {
+        return Err(ApiError::unavailable(format!(
+            "{MAX_OPERATOR_SUBSCRIBERS} operator SUBSCRIBE streams are open, the most this \
+             master serves; close one and subscribe again"
+        )));
+    }
+    let interval = master.config.heartbeat_interval.as_secs_f64();
+    let first = [
+        operator::subscribed(master, interval),
+        json!({"type": "HEARTBEAT"}),
+    ];
+    let (key, stream, rx) = open(operators, Ok::<_, ApiError>)?;
+    for record in &first {
+        send(operators, &key, record);
+    }
+    Ok((key, stream, rx))
 }
 
 /// Opens a stream for whoever `subscribe` admits on it (it gets the new stream's id and
@@ -337,11 +437,12 @@ fn agent_call(
 }
 
 /// Puts each output on its stream. A stream whose client cannot keep up is closed.
-fn deliver(
-    master: &mut Master,
-    frameworks: &mut BTreeMap<String, Stream>,
-    agents: &mut BTreeMap<String, Stream>,
-) {
+fn deliver(master: &mut Master, streams: &mut Streams) {
+    let Streams {
+        frameworks,
+        agents,
+        operators,
+    } = streams;
     for out in master.take_outputs() {
         match out {
             Output::Framework { framework, event } => {
@@ -357,9 +458,20 @@ fn deliver(
             Output::EndAgentStream { agent, stream } => {
                 close(agents, &agent, &stream);
             }
-            // Nobody subscribes to these until the operator API serves SUBSCRIBE.
-            Output::Operator(_) => {}
+            Output::Operator(event) => {
+                if !operators.is_empty() {
+                    broadcast(operators, &operator::event(master, &event));
+                }
+            }
         }
+    }
+}
+
+/// Sends `value` on every stream of `streams`.
+fn broadcast(streams: &mut BTreeMap<String, Stream>, value: &Value) {
+    let keys: Vec<String> = streams.keys().cloned().collect();
+    for key in keys {
+        send(streams, &key, value);
     }
 }
 
@@ -408,27 +520,28 @@ impl Drop for StreamBody {
     }
 }
 
-fn stream_response(stream_id: &str, body: StreamBody) -> Response {
+fn stream_response(stream_id: Option<&str>, body: StreamBody) -> Response {
     let mut r = Response::new(Body::new(body));
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(stream_id) {
+    if let Some(v) = stream_id.and_then(|id| HeaderValue::from_str(id).ok()) {
         h.insert("Mesos-Stream-Id", v);
     }
     r
 }
 
 pub fn router(handle: MasterHandle) -> Router {
+    use axum::routing::{any, get};
     Router::new()
-        .route("/api/v1/scheduler", axum::routing::any(scheduler_api))
-        .route("/internal/v1/agent", axum::routing::any(agent_api))
-        .route("/api/v1", axum::routing::any(operator_api))
-        .route("/api/v1/operator", axum::routing::any(operator_api))
-        .route("/health", axum::routing::get(|| async { StatusCode::OK }))
-        .route("/version", axum::routing::get(version))
+        .route("/api/v1/scheduler", any(scheduler_api))
+        .route("/internal/v1/agent", any(agent_api))
+        .route("/api/v1", any(operator_api))
+        .route("/api/v1/operator", any(operator_api))
+        .route("/health", get(|| async { StatusCode::OK }))
+        .route("/version", get(version))
         .fallback(|| async { error_response(&ApiError::not_found("404 Not Found.")) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(handle)
@@ -482,19 +595,17 @@ async fn scheduler_call(
                 })
                 .await?;
             match result {
-                Ok(opened) => {
-                    Ok(
-                        h.stream_response(opened, |framework, stream| Command::FrameworkGone {
-                            framework,
-                            stream,
-                        }),
-                    )
-                }
+                Ok(opened) => Ok(h.stream_response(opened, true, |framework, stream| {
+                    Command::FrameworkGone { framework, stream }
+                })),
                 // As Mesos: the stream opens with a single ERROR and ends.
                 Err(SubscribeRefused(message)) => {
                     let (tx, rx) = mpsc::channel(1);
                     let _ = tx.try_send(Bytes::from(recordio(&Event::Error(message).to_json())));
-                    Ok(stream_response(&uuid4(), StreamBody { rx, gone: None }))
+                    Ok(stream_response(
+                        Some(&uuid4()),
+                        StreamBody { rx, gone: None },
+                    ))
                 }
             }
         }
@@ -528,7 +639,10 @@ async fn agent_api(
                 .ask(|reply| Command::AgentSubscribe { call, reply })
                 .await??;
             return Ok(
-                h.stream_response(opened, |agent, stream| Command::AgentGone { agent, stream })
+                h.stream_response(opened, true, |agent, stream| Command::AgentGone {
+                    agent,
+                    stream,
+                }),
             );
         }
         let stream = header_str(&headers, "mesos-stream-id").map(str::to_owned);
@@ -552,29 +666,79 @@ async fn operator_api(
 ) -> Response {
     let result = async {
         check_post(&method, &headers)?;
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("Failed to parse body into JSON: {e}")))?;
-        match value.get("type").and_then(Value::as_str) {
-            None => Err(ApiError::bad_request(
-                "Failed to validate master::Call: Expecting 'type' to be present",
-            )),
-            Some("GET_HEALTH") => Ok(json_response(
-                &json!({"type": "GET_HEALTH", "get_health": {"healthy": true}}),
-            )),
-            Some("GET_VERSION") => Ok(json_response(
-                &json!({"type": "GET_VERSION", "get_version": {"version_info": *h.version}}),
-            )),
-            Some("GET_FLAGS") => Ok(json_response(
-                &json!({"type": "GET_FLAGS", "get_flags": {"flags": *h.flags}}),
-            )),
-            Some(other) => Err(ApiError::new(
-                501,
-                format!("master call {} is not served yet", other.escape_default()),
-            )),
-        }
+        let call = operator_call::parse_call(&body)?;
+        operator_answer(&h, call).await
     }
     .await;
     result.unwrap_or_else(|e| error_response(&e))
+}
+
+async fn operator_answer(
+    h: &MasterHandle,
+    call: operator_call::Call,
+) -> Result<Response, ApiError> {
+    use operator_call::Call;
+    let value = match call {
+        Call::GetHealth => response("GET_HEALTH", json!({"healthy": true})),
+        Call::GetVersion => response("GET_VERSION", json!({"version_info": *h.version})),
+        Call::GetFlags => response("GET_FLAGS", json!({"flags": *h.flags})),
+        Call::GetMetrics { timeout: _ } => {
+            let uptime = h.uptime_secs();
+            h.view(move |m, subscribers| {
+                let all = metrics::snapshot(m, uptime, subscribers);
+                response("GET_METRICS", metrics::to_get_metrics(&all))
+            })
+            .await?
+        }
+        Call::GetState => {
+            h.view(|m, _| response("GET_STATE", operator::get_state(m)))
+                .await?
+        }
+        Call::GetAgents => {
+            h.view(|m, _| response("GET_AGENTS", operator::get_agents(m)))
+                .await?
+        }
+        Call::GetFrameworks => {
+            h.view(|m, _| response("GET_FRAMEWORKS", operator::get_frameworks(m)))
+                .await?
+        }
+        Call::GetExecutors => {
+            h.view(|m, _| response("GET_EXECUTORS", operator::get_executors(m)))
+                .await?
+        }
+        Call::GetTasks => {
+            h.view(|m, _| response("GET_TASKS", operator::get_tasks(m)))
+                .await?
+        }
+        Call::GetRoles => {
+            h.view(|m, _| response("GET_ROLES", operator::get_roles(m)))
+                .await?
+        }
+        // Holdfast offers no operations (reservations, volumes), so there are none.
+        Call::GetOperations => response("GET_OPERATIONS", json!({})),
+        Call::GetMaster => {
+            let start = h.start_time;
+            h.view(move |m, _| response("GET_MASTER", operator::get_master(&m.info, start)))
+                .await?
+        }
+        Call::Subscribe => {
+            let opened = h
+                .ask(|reply| Command::OperatorSubscribe { reply })
+                .await??;
+            return Ok(
+                h.stream_response(opened, false, |_, stream| Command::OperatorGone { stream })
+            );
+        }
+        Call::Teardown { framework_id } => {
+            h.ask(|reply| Command::Teardown {
+                framework: framework_id.value,
+                reply,
+            })
+            .await??;
+            return Ok(StatusCode::OK.into_response());
+        }
+    };
+    Ok(json_response(&value))
 }
 
 async fn version(State(h): State<MasterHandle>) -> Response {

@@ -2,4 +2,8 @@
 
 pub mod allocator;
 pub mod http;
+pub mod metrics;
+pub mod operator;
 pub mod state;
+#[cfg(test)]
+mod testkit;
