@@ -454,3 +454,163 @@ fn bad_scheduler_input_gets_a_4xx_with_a_reason() {
         "{v}"
     );
 }
+
+/// An operator call; the answer's status and body.
+fn operator_call(port: u16, body: &Value) -> (u16, String) {
+    raw_request(
+        port,
+        "POST",
+        "/api/v1",
+        Some("application/json"),
+        &body.to_string(),
+    )
+    .expect("operator call")
+}
+
+/// A call that must succeed, as JSON.
+fn operator_json(port: u16, body: &Value) -> Value {
+    let (status, text) = operator_call(port, body);
+    assert_eq!(status, 200, "{body}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{body}: {e}: {text}"))
+}
+
+fn get_json(port: u16, path: &str) -> Value {
+    let (status, text) = raw_request(port, "GET", path, None, "").expect("get");
+    assert_eq!(status, 200, "{path}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+}
+
+/// A GET's whole answer, status line and headers included.
+fn get_raw(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    raw
+}
+
+#[test]
+fn bad_operator_input_gets_a_4xx_with_a_reason() {
+    let m = MasterProcess::start(&[]);
+    let (status, body) = operator_call(m.port, &json!({"type": "GET_FOO"}));
+    assert_eq!(status, 400);
+    assert!(
+        body.starts_with("Failed to validate master::Call: Expecting 'type' to be present"),
+        "{body}"
+    );
+    assert!(body.contains("'GET_FOO'"), "{body}");
+    let (status, body) = operator_call(m.port, &json!({"type": "GET_METRICS"}));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            400,
+            "Failed to validate master::Call: Expecting 'get_metrics' to be present"
+        )
+    );
+    let (status, body) = operator_call(m.port, &json!({"type": "GET_QUOTA"}));
+    assert_eq!(status, 501);
+    assert!(body.contains("GET_QUOTA"), "{body}");
+    let (status, body) = operator_call(
+        m.port,
+        &json!({"type": "TEARDOWN", "teardown": {"framework_id": {"value": "nope"}}}),
+    );
+    assert_eq!(
+        (status, body.as_str()),
+        (400, "No framework found with ID nope")
+    );
+    let (status, body) = raw_request(
+        m.port,
+        "POST",
+        "/api/v1",
+        Some("application/x-protobuf"),
+        "\u{8}\u{1}",
+    )
+    .expect("protobuf");
+    assert_eq!(status, 415);
+    assert!(
+        body.contains("does not speak application/x-protobuf"),
+        "{body}"
+    );
+    let (status, body) = raw_request(m.port, "GET", "/api/v1", None, "").expect("get");
+    assert_eq!(status, 405);
+    assert!(body.contains("Expecting one of { 'POST' }"), "{body}");
+    // The Mesos alias of the operator endpoint answers the same.
+    let (status, body) = raw_request(
+        m.port,
+        "POST",
+        "/api/v1/operator",
+        Some("application/json"),
+        r#"{"type":"GET_HEALTH"}"#,
+    )
+    .expect("alias");
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            r#"{"get_health":{"healthy":true},"type":"GET_HEALTH"}"#
+        )
+    );
+    let (status, body) =
+        raw_request(m.port, "GET", "/master/tasks?order=sideways", None, "").expect("tasks");
+    assert_eq!(status, 400);
+    assert!(body.contains("'order' must be 'asc' or 'desc'"), "{body}");
+    let (status, body) =
+        raw_request(m.port, "GET", "/master/state?jsonp=alert(1)", None, "").expect("jsonp");
+    assert_eq!(status, 400);
+    assert!(body.contains("jsonp"), "{body}");
+    let (status, _) = raw_request(m.port, "GET", "/master/state.json", None, "").expect("404");
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn legacy_endpoints_answer_as_mesos_does() {
+    let m = MasterProcess::start(&["--hostname=localhost"]);
+    for path in ["/master/redirect", "/redirect"] {
+        let raw = get_raw(m.port, path);
+        assert!(raw.starts_with("HTTP/1.1 307"), "{raw}");
+        let location = format!("location: //localhost:{}\r\n", m.port);
+        assert!(raw.to_ascii_lowercase().contains(&location), "{raw}");
+    }
+    let raw = get_raw(m.port, "/master/state?jsonp=cb");
+    assert!(raw.contains("content-type: text/javascript"), "{raw}");
+    let body = raw.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+    assert!(body.starts_with("cb({") && body.ends_with("})"), "{body}");
+    for path in ["/master/flags", "/flags"] {
+        let flags = get_json(m.port, path);
+        assert_eq!(flags["flags"]["hostname"], "localhost", "{path}");
+    }
+    for path in ["/master/health", "/health"] {
+        let (status, body) = raw_request(m.port, "GET", path, None, "").expect("health");
+        assert_eq!((status, body.as_str()), (200, ""), "{path}");
+    }
+    let version = get_json(m.port, "/master/version");
+    assert_eq!(version, get_json(m.port, "/version"));
+    for path in [
+        "/master/state-summary",
+        "/master/frameworks",
+        "/frameworks",
+        "/master/slaves",
+        "/slaves",
+        "/master/tasks",
+        "/tasks",
+        "/master/roles",
+        "/roles",
+    ] {
+        let doc = get_json(m.port, path);
+        assert!(doc.is_object(), "{path}: {doc}");
+    }
+    assert_eq!(get_json(m.port, "/master/slaves")["slaves"], json!([]));
+    assert_eq!(
+        get_json(m.port, "/master/state-summary")["hostname"],
+        "localhost"
+    );
+    let master = operator_json(m.port, &json!({"type": "GET_MASTER"}));
+    assert_eq!(master["get_master"]["master_info"]["hostname"], "localhost");
+    assert!(master["get_master"]["start_time"].as_f64() > Some(1.5e9));
+}

@@ -2,8 +2,8 @@
 //!
 //! One task ([`run_state`]) owns the [`Master`]; handlers send it [`Command`]s and await
 //! the answer, so the state needs no locks and its order of events is the order of the
-//! commands. Read-only answers (operator calls) are rendered by a closure the task runs
-//! against the state. Streams (a framework's SUBSCRIBE, an
+//! commands. Read-only answers (operator calls, legacy endpoints) are rendered by a
+//! closure the task runs against the state. Streams (a framework's SUBSCRIBE, an
 //! agent's, an operator's) are chunked responses fed by a channel per stream: one
 //! RecordIO record per chunk. When a client goes away hyper drops the body, which tells
 //! the state task.
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use holdfast_api::internal::AgentCall;
@@ -28,6 +28,7 @@ use holdfast_api::ApiError;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::legacy::{self, TasksQuery};
 use crate::state::{Master, Now, Output, SubscribeRefused};
 use crate::{metrics, operator};
 
@@ -109,6 +110,8 @@ pub struct MasterHandle {
     /// uptime.
     start_time: f64,
     started: Instant,
+    /// `//<hostname>:<port>`, where `/master/redirect` points.
+    leader: Arc<String>,
 }
 
 impl MasterHandle {
@@ -206,6 +209,7 @@ pub fn start(master: Master, version: Value, flags: Value) -> MasterHandle {
         flags: Arc::new(flags),
         start_time: now().wall,
         started: Instant::now(),
+        leader: Arc::new(format!("//{}:{}", master.info.hostname, master.info.port)),
     };
     tokio::spawn(run_state(master, rx));
     handle
@@ -533,15 +537,53 @@ fn stream_response(stream_id: Option<&str>, body: StreamBody) -> Response {
     r
 }
 
+/// The legacy GET documents.
+#[derive(Debug, Clone, Copy)]
+enum Doc {
+    State,
+    StateSummary,
+    Frameworks,
+    Slaves,
+    Tasks,
+    Roles,
+    Flags,
+}
+
 pub fn router(handle: MasterHandle) -> Router {
     use axum::routing::{any, get};
-    Router::new()
+    let mut router = Router::new()
         .route("/api/v1/scheduler", any(scheduler_api))
         .route("/internal/v1/agent", any(agent_api))
         .route("/api/v1", any(operator_api))
         .route("/api/v1/operator", any(operator_api))
-        .route("/health", get(|| async { StatusCode::OK }))
         .route("/version", get(version))
+        .route("/master/version", get(version));
+    // The master's own endpoints answer both under `/master/` and bare, as in Mesos
+    // (whose master is the process that answers unprefixed paths).
+    let docs = [
+        ("state", Doc::State),
+        ("state-summary", Doc::StateSummary),
+        ("frameworks", Doc::Frameworks),
+        ("slaves", Doc::Slaves),
+        ("tasks", Doc::Tasks),
+        ("roles", Doc::Roles),
+        ("flags", Doc::Flags),
+    ];
+    for prefix in ["/master", ""] {
+        router = router
+            .route(
+                &format!("{prefix}/health"),
+                get(|| async { StatusCode::OK }),
+            )
+            .route(&format!("{prefix}/redirect"), get(redirect));
+        for (name, doc) in docs {
+            router = router.route(
+                &format!("{prefix}/{name}"),
+                get(move |State(h), uri| legacy(h, uri, doc)),
+            );
+        }
+    }
+    router
         .fallback(|| async { error_response(&ApiError::not_found("404 Not Found.")) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(handle)
@@ -745,6 +787,126 @@ async fn version(State(h): State<MasterHandle>) -> Response {
     json_response(&h.version)
 }
 
+/// `/master/redirect`: where the leading master is (this one), protocol-relative.
+async fn redirect(State(h): State<MasterHandle>) -> Response {
+    let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&h.leader) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+async fn legacy(h: MasterHandle, uri: Uri, doc: Doc) -> Response {
+    let result = async {
+        let query = query_pairs(uri.query().unwrap_or_default());
+        let jsonp = query
+            .iter()
+            .find(|(k, _)| k == "jsonp")
+            .map(|(_, v)| v.clone());
+        if let Some(cb) = &jsonp {
+            if !legacy::valid_callback(cb) {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter 'jsonp' must name a JavaScript function (letters, digits, \
+                     '_', '$' and '.'), got '{}'",
+                    cb.escape_default()
+                )));
+            }
+        }
+        let value = legacy_document(&h, doc, &query).await?;
+        let body = serde_json::to_string(&value).unwrap_or_default();
+        Ok(match jsonp {
+            Some(cb) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/javascript")],
+                legacy::jsonp(&cb, &body),
+            )
+                .into_response(),
+            None => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response(),
+        })
+    }
+    .await;
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+async fn legacy_document(
+    h: &MasterHandle,
+    doc: Doc,
+    query: &[(String, String)],
+) -> Result<Value, ApiError> {
+    let (version, flags, start_time) = (h.version.clone(), h.flags.clone(), h.start_time);
+    Ok(match doc {
+        Doc::State => {
+            h.view(move |m, _| {
+                let ctx = legacy::Context {
+                    version: &version,
+                    flags: &flags,
+                    start_time,
+                };
+                legacy::state(m, &ctx)
+            })
+            .await?
+        }
+        Doc::StateSummary => h.view(|m, _| legacy::state_summary(m)).await?,
+        Doc::Frameworks => h.view(|m, _| legacy::frameworks(m)).await?,
+        Doc::Slaves => h.view(|m, _| legacy::slaves(m)).await?,
+        Doc::Tasks => {
+            let q = TasksQuery::parse(query).map_err(ApiError::bad_request)?;
+            h.view(move |m, _| legacy::tasks(m, &q)).await?
+        }
+        Doc::Roles => h.view(|m, _| legacy::roles(m)).await?,
+        Doc::Flags => legacy::flags(&legacy::Context {
+            version: &version,
+            flags: &flags,
+            start_time,
+        }),
+    })
+}
+
+/// A URL query's `key=value` pairs, decoded (`+` is a space, `%XX` a byte).
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn accepted() -> Response {
     (StatusCode::ACCEPTED, Body::empty()).into_response()
 }
@@ -817,6 +979,21 @@ mod tests {
         assert!(streams.contains_key("fw"));
         close(&mut streams, "fw", "new");
         assert!(!streams.contains_key("fw"));
+    }
+
+    #[test]
+    fn queries_are_decoded() {
+        let pairs = query_pairs("limit=1&order=asc&&task_id=a%2Fb+c&flag&bad=%zz%+4%4");
+        let expected = [
+            ("limit", "1"),
+            ("order", "asc"),
+            ("task_id", "a/b c"),
+            ("flag", ""),
+            ("bad", "%zz% 4%4"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(pairs, expected);
+        assert!(query_pairs("").is_empty());
     }
 
     #[test]

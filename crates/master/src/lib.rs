@@ -2,6 +2,7 @@
 
 pub mod allocator;
 pub mod http;
+pub mod legacy;
 pub mod metrics;
 pub mod operator;
 pub mod state;
