@@ -2,8 +2,8 @@
 //!
 //! One task ([`run_state`]) owns the [`Master`]; handlers send it [`Command`]s and await
 //! the answer, so the state needs no locks and its order of events is the order of the
-//! commands. Read-only answers (operator calls, legacy endpoints) are rendered by a
-//! closure the task runs against the state. Streams (a framework's SUBSCRIBE, an
+//! commands. Read-only answers (operator calls, legacy endpoints, metrics) are rendered
+//! by a closure the task runs against the state. Streams (a framework's SUBSCRIBE, an
 //! agent's, an operator's) are chunked responses fed by a channel per stream: one
 //! RecordIO record per chunk. When a client goes away hyper drops the body, which tells
 //! the state task.
@@ -547,6 +547,7 @@ enum Doc {
     Tasks,
     Roles,
     Flags,
+    MetricsSnapshot,
 }
 
 pub fn router(handle: MasterHandle) -> Router {
@@ -557,7 +558,12 @@ pub fn router(handle: MasterHandle) -> Router {
         .route("/api/v1", any(operator_api))
         .route("/api/v1/operator", any(operator_api))
         .route("/version", get(version))
-        .route("/master/version", get(version));
+        .route("/master/version", get(version))
+        .route("/metrics", get(prometheus))
+        .route(
+            "/metrics/snapshot",
+            get(|State(h), uri| legacy(h, uri, Doc::MetricsSnapshot)),
+        );
     // The master's own endpoints answer both under `/master/` and bare, as in Mesos
     // (whose master is the process that answers unprefixed paths).
     let docs = [
@@ -864,7 +870,36 @@ async fn legacy_document(
             flags: &flags,
             start_time,
         }),
+        Doc::MetricsSnapshot => {
+            let uptime = h.uptime_secs();
+            h.view(move |m, subscribers| {
+                metrics::to_json(&metrics::snapshot(m, uptime, subscribers))
+            })
+            .await?
+        }
     })
+}
+
+/// `/metrics`: the metrics in Prometheus's text format.
+async fn prometheus(State(h): State<MasterHandle>) -> Response {
+    let uptime = h.uptime_secs();
+    match h
+        .view(move |m, subscribers| {
+            metrics::to_prometheus(&metrics::snapshot(m, uptime, subscribers))
+        })
+        .await
+    {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error_response(&e),
+    }
 }
 
 /// A URL query's `key=value` pairs, decoded (`+` is a space, `%XX` a byte).
