@@ -40,8 +40,17 @@ pub fn check_accept(accept: Option<&str>) -> Result<(), ApiError> {
             || t.eq_ignore_ascii_case("application/*")
             || t.eq_ignore_ascii_case(APPLICATION_JSON)
     });
+    let protobuf = value
+        .split(',')
+        .any(|item| media_type(item).eq_ignore_ascii_case(APPLICATION_PROTOBUF));
     if acceptable {
         Ok(())
+    } else if protobuf {
+        // Mesos's wording would invite the client to ask for what it just asked for.
+        Err(ApiError::new(
+            406,
+            "Expecting 'Accept' to allow 'application/json' (this server does not speak application/x-protobuf)",
+        ))
     } else {
         Err(ApiError::new(
             406,
@@ -82,5 +91,12 @@ mod tests {
             assert!(check_accept(ok).is_ok(), "{ok:?}");
         }
         assert_eq!(check_accept(Some("text/html")).unwrap_err().status, 406);
+        let err = check_accept(Some("application/x-protobuf")).unwrap_err();
+        assert_eq!(err.status, 406);
+        assert!(
+            err.message
+                .contains("does not speak application/x-protobuf"),
+            "{err}"
+        );
     }
 }

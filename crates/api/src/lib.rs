@@ -14,6 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod internal;
 mod json;
+pub mod master;
 pub mod scheduler;
 pub mod v1;
 

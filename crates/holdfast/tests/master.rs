@@ -454,3 +454,360 @@ fn bad_scheduler_input_gets_a_4xx_with_a_reason() {
         "{v}"
     );
 }
+
+/// An operator call; the answer's status and body.
+fn operator_call(port: u16, body: &Value) -> (u16, String) {
+    raw_request(
+        port,
+        "POST",
+        "/api/v1",
+        Some("application/json"),
+        &body.to_string(),
+    )
+    .expect("operator call")
+}
+
+/// A call that must succeed, as JSON.
+fn operator_json(port: u16, body: &Value) -> Value {
+    let (status, text) = operator_call(port, body);
+    assert_eq!(status, 200, "{body}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{body}: {e}: {text}"))
+}
+
+fn get_json(port: u16, path: &str) -> Value {
+    let (status, text) = raw_request(port, "GET", path, None, "").expect("get");
+    assert_eq!(status, 200, "{path}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+}
+
+/// A GET's whole answer, status line and headers included.
+fn get_raw(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    raw
+}
+
+fn task_ids(list: &Value, id_pointer: &str) -> Vec<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            t.pointer(id_pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn operators_watch_a_task_run_and_finish() {
+    let m = MasterProcess::start(&[]);
+    let mut ops = EventStream::open(m.port, "/api/v1", &json!({"type": "SUBSCRIBE"}));
+    assert!(
+        ops.stream_id.is_empty(),
+        "operator streams carry no stream id"
+    );
+    let subscribed = ops.next().expect("SUBSCRIBED");
+    assert_eq!(subscribed["type"], "SUBSCRIBED");
+    assert_eq!(
+        subscribed["subscribed"]["get_state"]["get_agents"]["agents"],
+        json!([])
+    );
+    assert_eq!(
+        subscribed["subscribed"]["heartbeat_interval_seconds"],
+        json!(15.0)
+    );
+    assert_eq!(ops.next().expect("HEARTBEAT")["type"], "HEARTBEAT");
+
+    let (agent, agent_id) = subscribe_agent(m.port, "cpus:2;mem:1024");
+    let added = ops.next_of("AGENT_ADDED");
+    assert_eq!(
+        added["agent_added"]["agent"]["agent_info"]["id"]["value"],
+        agent_id.as_str()
+    );
+    let agent_stream = agent.stream_id.clone();
+    let agent = LiveAgent::new(agent, m.port, &agent_id);
+
+    let mut fw = EventStream::open(
+        m.port,
+        "/api/v1/scheduler",
+        &json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
+            "user": "root", "name": "watched", "capabilities": [{"type": "PARTITION_AWARE"}]}}}),
+    );
+    let framework_id = fw.next_of("SUBSCRIBED")["subscribed"]["framework_id"].clone();
+    let added = ops.next_of("FRAMEWORK_ADDED");
+    assert_eq!(
+        added["framework_added"]["framework"]["framework_info"]["id"],
+        framework_id
+    );
+    assert_eq!(added["framework_added"]["framework"]["connected"], true);
+
+    let offer = fw.next_of("OFFERS")["offers"]["offers"][0].clone();
+    let fw_stream = fw.stream_id.clone();
+    let call = |body: Value| post(m.port, "/api/v1/scheduler", &fw_stream, &body);
+    let (status, _) = call(
+        json!({"type": "ACCEPT", "framework_id": framework_id, "accept": {
+        "offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [{
+            "name": "t1", "task_id": {"value": "t1"}, "agent_id": {"value": agent_id},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5}}],
+            "command": {"value": "true"}}]}}]}}),
+    );
+    assert_eq!(status, 202);
+    agent.next_of("RUN_TASK");
+    let added = ops.next_of("TASK_ADDED");
+    assert_eq!(added["task_added"]["task"]["task_id"]["value"], "t1");
+    assert_eq!(added["task_added"]["task"]["state"], "TASK_STAGING");
+
+    // The agent reports the task running, then finished; the framework acknowledges.
+    for (state, uuid) in [
+        ("TASK_RUNNING", "knnFONfHRvGmQM8etzVMRQ=="),
+        ("TASK_FINISHED", "c1ljq/IgRxS2egyRqDvy3Q=="),
+    ] {
+        let (status, body) = post(
+            m.port,
+            "/internal/v1/agent",
+            &agent_stream,
+            &json!({
+            "type": "UPDATE", "agent_id": {"value": agent_id}, "framework_id": framework_id,
+            "status": {"task_id": {"value": "t1"}, "state": state, "source": "SOURCE_EXECUTOR",
+                       "uuid": uuid, "timestamp": 1_700_000_000.5}}),
+        );
+        assert_eq!((status, body.as_str()), (202, ""));
+        let updated = ops.next_of("TASK_UPDATED");
+        assert_eq!(updated["task_updated"]["state"], state);
+        assert_eq!(updated["task_updated"]["framework_id"], framework_id);
+        assert_eq!(updated["task_updated"]["status"]["uuid"], uuid);
+        assert_eq!(fw.next_of("UPDATE")["update"]["status"]["state"], state);
+        let (status, _) = call(json!({"type": "ACKNOWLEDGE", "framework_id": framework_id,
+            "acknowledge": {"agent_id": {"value": agent_id}, "task_id": {"value": "t1"},
+                            "uuid": uuid}}));
+        assert_eq!(status, 202);
+    }
+
+    // The acknowledged task is completed, in every view.
+    let tasks = operator_json(m.port, &json!({"type": "GET_TASKS"}));
+    assert_eq!(tasks["type"], "GET_TASKS");
+    let tasks = &tasks["get_tasks"];
+    assert_eq!(tasks["tasks"], json!([]));
+    assert_eq!(
+        task_ids(&tasks["completed_tasks"], "/task_id/value"),
+        ["t1"]
+    );
+    let t1 = &tasks["completed_tasks"][0];
+    assert_eq!(t1["state"], "TASK_FINISHED");
+    assert_eq!(t1["framework_id"], framework_id);
+    assert_eq!(t1["agent_id"]["value"], agent_id.as_str());
+    let states: Vec<&Value> = t1["statuses"]
+        .as_array()
+        .expect("statuses")
+        .iter()
+        .map(|s| &s["state"])
+        .collect();
+    assert_eq!(states, [&json!("TASK_RUNNING"), &json!("TASK_FINISHED")]);
+
+    let state = operator_json(m.port, &json!({"type": "GET_STATE"}));
+    let state = &state["get_state"];
+    assert_eq!(state["get_tasks"], *tasks);
+    assert_eq!(
+        state["get_frameworks"]["frameworks"][0]["framework_info"]["name"],
+        "watched"
+    );
+    assert_eq!(
+        state["get_agents"]["agents"][0]["agent_info"]["id"]["value"],
+        agent_id.as_str()
+    );
+
+    for path in ["/master/state", "/state"] {
+        let legacy = get_json(m.port, path);
+        let fw = &legacy["frameworks"][0];
+        assert_eq!(fw["id"], framework_id["value"], "{path}");
+        assert_eq!(task_ids(&fw["completed_tasks"], "/id"), ["t1"], "{path}");
+        assert_eq!(fw["completed_tasks"][0]["state"], "TASK_FINISHED");
+        assert_eq!(fw["completed_tasks"][0]["slave_id"], agent_id.as_str());
+        assert_eq!(legacy["slaves"][0]["id"], agent_id.as_str());
+        assert_eq!(legacy["activated_slaves"], json!(1.0));
+    }
+    let listed = get_json(m.port, "/master/tasks");
+    assert_eq!(task_ids(&listed["tasks"], "/id"), ["t1"]);
+
+    // The metrics count it.
+    let snapshot = get_json(m.port, "/metrics/snapshot");
+    assert_eq!(snapshot["master/tasks_finished"], json!(1.0));
+    assert_eq!(snapshot["master/tasks_running"], json!(0.0));
+    assert_eq!(snapshot["master/slaves_active"], json!(1.0));
+    assert_eq!(snapshot["master/frameworks_active"], json!(1.0));
+    assert_eq!(
+        snapshot["master/operator_event_stream_subscribers"],
+        json!(1.0)
+    );
+    assert_eq!(snapshot["master/cpus_total"], json!(2.0));
+    let metrics = operator_json(
+        m.port,
+        &json!({"type": "GET_METRICS", "get_metrics": {"timeout": {"nanoseconds": 5_000_000_000_u64}}}),
+    );
+    let finished = metrics["get_metrics"]["metrics"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .find(|x| x["name"] == "master/tasks_finished")
+        .map(|x| x["value"].clone());
+    assert_eq!(finished, Some(json!(1.0)));
+    let raw = get_raw(m.port, "/metrics");
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.contains("text/plain; version=0.0.4"), "{raw}");
+    assert!(
+        raw.contains(
+            "# TYPE holdfast_master_tasks_finished counter\nholdfast_master_tasks_finished 1\n"
+        ),
+        "{raw}"
+    );
+    assert!(raw.contains("\nholdfast_master_tasks_running 0\n"), "{raw}");
+
+    // TEARDOWN by the operator removes the framework; its stream ends.
+    let (status, body) = operator_call(
+        m.port,
+        &json!({"type": "TEARDOWN", "teardown": {"framework_id": framework_id}}),
+    );
+    assert_eq!((status, body.as_str()), (200, ""));
+    let removed = ops.next_of("FRAMEWORK_REMOVED");
+    assert_eq!(
+        removed["framework_removed"]["framework_info"]["id"],
+        framework_id
+    );
+    while fw.next().is_some() {}
+    let frameworks = operator_json(m.port, &json!({"type": "GET_FRAMEWORKS"}));
+    assert_eq!(frameworks["get_frameworks"]["frameworks"], json!([]));
+    assert_eq!(
+        frameworks["get_frameworks"]["completed_frameworks"][0]["framework_info"]["id"],
+        framework_id
+    );
+}
+
+#[test]
+fn bad_operator_input_gets_a_4xx_with_a_reason() {
+    let m = MasterProcess::start(&[]);
+    let (status, body) = operator_call(m.port, &json!({"type": "GET_FOO"}));
+    assert_eq!(status, 400);
+    assert!(
+        body.starts_with("Failed to validate master::Call: Expecting 'type' to be present"),
+        "{body}"
+    );
+    assert!(body.contains("'GET_FOO'"), "{body}");
+    let (status, body) = operator_call(m.port, &json!({"type": "GET_METRICS"}));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            400,
+            "Failed to validate master::Call: Expecting 'get_metrics' to be present"
+        )
+    );
+    let (status, body) = operator_call(m.port, &json!({"type": "GET_QUOTA"}));
+    assert_eq!(status, 501);
+    assert!(body.contains("GET_QUOTA"), "{body}");
+    let (status, body) = operator_call(
+        m.port,
+        &json!({"type": "TEARDOWN", "teardown": {"framework_id": {"value": "nope"}}}),
+    );
+    assert_eq!(
+        (status, body.as_str()),
+        (400, "No framework found with ID nope")
+    );
+    let (status, body) = raw_request(
+        m.port,
+        "POST",
+        "/api/v1",
+        Some("application/x-protobuf"),
+        "\u{8}\u{1}",
+    )
+    .expect("protobuf");
+    assert_eq!(status, 415);
+    assert!(
+        body.contains("does not speak application/x-protobuf"),
+        "{body}"
+    );
+    let (status, body) = raw_request(m.port, "GET", "/api/v1", None, "").expect("get");
+    assert_eq!(status, 405);
+    assert!(body.contains("Expecting one of { 'POST' }"), "{body}");
+    // The Mesos alias of the operator endpoint answers the same.
+    let (status, body) = raw_request(
+        m.port,
+        "POST",
+        "/api/v1/operator",
+        Some("application/json"),
+        r#"{"type":"GET_HEALTH"}"#,
+    )
+    .expect("alias");
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            r#"{"get_health":{"healthy":true},"type":"GET_HEALTH"}"#
+        )
+    );
+    let (status, body) =
+        raw_request(m.port, "GET", "/master/tasks?order=sideways", None, "").expect("tasks");
+    assert_eq!(status, 400);
+    assert!(body.contains("'order' must be 'asc' or 'desc'"), "{body}");
+    let (status, body) =
+        raw_request(m.port, "GET", "/master/state?jsonp=alert(1)", None, "").expect("jsonp");
+    assert_eq!(status, 400);
+    assert!(body.contains("jsonp"), "{body}");
+    let (status, _) = raw_request(m.port, "GET", "/master/state.json", None, "").expect("404");
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn legacy_endpoints_answer_as_mesos_does() {
+    let m = MasterProcess::start(&["--hostname=localhost"]);
+    for path in ["/master/redirect", "/redirect"] {
+        let raw = get_raw(m.port, path);
+        assert!(raw.starts_with("HTTP/1.1 307"), "{raw}");
+        let location = format!("location: //localhost:{}\r\n", m.port);
+        assert!(raw.to_ascii_lowercase().contains(&location), "{raw}");
+    }
+    let raw = get_raw(m.port, "/master/state?jsonp=cb");
+    assert!(raw.contains("content-type: text/javascript"), "{raw}");
+    let body = raw.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+    assert!(body.starts_with("cb({") && body.ends_with("})"), "{body}");
+    for path in ["/master/flags", "/flags"] {
+        let flags = get_json(m.port, path);
+        assert_eq!(flags["flags"]["hostname"], "localhost", "{path}");
+    }
+    for path in ["/master/health", "/health"] {
+        let (status, body) = raw_request(m.port, "GET", path, None, "").expect("health");
+        assert_eq!((status, body.as_str()), (200, ""), "{path}");
+    }
+    let version = get_json(m.port, "/master/version");
+    assert_eq!(version, get_json(m.port, "/version"));
+    for path in [
+        "/master/state-summary",
+        "/master/frameworks",
+        "/frameworks",
+        "/master/slaves",
+        "/slaves",
+        "/master/tasks",
+        "/tasks",
+        "/master/roles",
+        "/roles",
+    ] {
+        let doc = get_json(m.port, path);
+        assert!(doc.is_object(), "{path}: {doc}");
+    }
+    assert_eq!(get_json(m.port, "/master/slaves")["slaves"], json!([]));
+    assert_eq!(
+        get_json(m.port, "/master/state-summary")["hostname"],
+        "localhost"
+    );
+    let master = operator_json(m.port, &json!({"type": "GET_MASTER"}));
+    assert_eq!(master["get_master"]["master_info"]["hostname"], "localhost");
+    assert!(master["get_master"]["start_time"].as_f64() > Some(1.5e9));
+}

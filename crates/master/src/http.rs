@@ -2,9 +2,11 @@
 //!
 //! One task ([`run_state`]) owns the [`Master`]; handlers send it [`Command`]s and await
 //! the answer, so the state needs no locks and its order of events is the order of the
-//! commands. Streams (a framework's SUBSCRIBE, an agent's) are chunked responses fed by a
-//! channel per stream: one RecordIO record per chunk. When a client goes away hyper drops
-//! the body, which tells the state task.
+//! commands. Read-only answers (operator calls, legacy endpoints, metrics) are rendered
+//! by a closure the task runs against the state. Streams (a framework's SUBSCRIBE, an
+//! agent's, an operator's) are chunked responses fed by a channel per stream: one
+//! RecordIO record per chunk. When a client goes away hyper drops the body, which tells
+//! the state task.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -16,16 +18,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use holdfast_api::internal::AgentCall;
+use holdfast_api::master::{self as operator_call, response};
 use holdfast_api::scheduler::{self, recordio, CallBody, Event, Id};
 use holdfast_api::ApiError;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::legacy::{self, TasksQuery};
 use crate::state::{Master, Now, Output, SubscribeRefused};
+use crate::{metrics, operator};
 
 /// Largest request body accepted (Mesos sets none; this bounds memory per request).
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -35,6 +40,9 @@ const STREAM_BACKLOG: usize = 8192;
 /// How often idle agents' availability is offered again, so filters that expired are
 /// noticed (Mesos's `--allocation_interval`).
 const ALLOCATION_INTERVAL: Duration = Duration::from_secs(1);
+/// Operator SUBSCRIBE streams open at once (Mesos's
+/// `--max_operator_event_stream_subscribers` default); more are refused.
+const MAX_OPERATOR_SUBSCRIBERS: usize = 1000;
 
 /// A running stream: records go in, the client reads them as chunks.
 struct Stream {
@@ -45,6 +53,10 @@ struct Stream {
 /// A stream the state task opened: whose it is (framework or agent id), its id, and
 /// the records to send.
 type Opened = (String, String, mpsc::Receiver<Bytes>);
+
+/// A read of the state: runs in the state task with the state and the number of
+/// operator streams, and sends its answer itself.
+type View = Box<dyn FnOnce(&Master, usize) + Send>;
 
 enum Command {
     SchedulerSubscribe {
@@ -75,6 +87,18 @@ enum Command {
         agent: String,
         stream: String,
     },
+    View(View),
+    OperatorSubscribe {
+        reply: oneshot::Sender<Result<Opened, ApiError>>,
+    },
+    OperatorGone {
+        stream: String,
+    },
+    /// The operator's TEARDOWN of a framework.
+    Teardown {
+        framework: String,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
 }
 
 #[derive(Clone)]
@@ -82,6 +106,12 @@ pub struct MasterHandle {
     tx: mpsc::Sender<Command>,
     version: Arc<Value>,
     flags: Arc<Value>,
+    /// When the master started: wall-clock seconds, and the monotonic instant for
+    /// uptime.
+    start_time: f64,
+    started: Instant,
+    /// `//<hostname>:<port>`, where `/master/redirect` points.
+    leader: Arc<String>,
 }
 
 impl MasterHandle {
@@ -98,11 +128,30 @@ impl MasterHandle {
             .map_err(|_| ApiError::internal("the master's state task stopped"))
     }
 
+    /// Runs `f` against the state (in the state task) and returns what it made.
+    async fn view<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Master, usize) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.ask(|reply| {
+            Command::View(Box::new(move |m, subscribers| {
+                let _ = reply.send(f(m, subscribers));
+            }))
+        })
+        .await
+    }
+
+    fn uptime_secs(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
     /// The response that carries an opened stream; when hyper drops it, the state task
-    /// gets `gone(owner, stream id)`.
+    /// gets `gone(owner, stream id)`. Scheduler and agent streams name their id in a
+    /// `Mesos-Stream-Id` header; operator streams, as in Mesos, do not.
     fn stream_response(
         &self,
         opened: Opened,
+        with_id: bool,
         gone: impl FnOnce(String, String) -> Command,
     ) -> Response {
         let (owner, stream, rx) = opened;
@@ -110,7 +159,7 @@ impl MasterHandle {
             rx,
             gone: Some((self.tx.clone(), gone(owner, stream.clone()))),
         };
-        stream_response(&stream, body)
+        stream_response(with_id.then_some(stream.as_str()), body)
     }
 }
 
@@ -158,14 +207,25 @@ pub fn start(master: Master, version: Value, flags: Value) -> MasterHandle {
         tx: tx.clone(),
         version: Arc::new(version),
         flags: Arc::new(flags),
+        start_time: now().wall,
+        started: Instant::now(),
+        leader: Arc::new(format!("//{}:{}", master.info.hostname, master.info.port)),
     };
     tokio::spawn(run_state(master, rx));
     handle
 }
 
+/// The streams the state task feeds.
+#[derive(Default)]
+struct Streams {
+    frameworks: BTreeMap<String, Stream>,
+    agents: BTreeMap<String, Stream>,
+    /// Operator SUBSCRIBE streams, by their id.
+    operators: BTreeMap<String, Stream>,
+}
+
 async fn run_state(mut master: Master, mut rx: mpsc::Receiver<Command>) {
-    let mut frameworks: BTreeMap<String, Stream> = BTreeMap::new();
-    let mut agents: BTreeMap<String, Stream> = BTreeMap::new();
+    let mut streams = Streams::default();
     let mut heartbeat = tokio::time::interval(master.config.heartbeat_interval);
     let mut ping = tokio::time::interval(master.config.agent_ping_timeout);
     let mut allocation = tokio::time::interval(ALLOCATION_INTERVAL);
@@ -179,10 +239,14 @@ async fn run_state(mut master: Master, mut rx: mpsc::Receiver<Command>) {
         tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return };
-                handle_command(&mut master, cmd, &mut frameworks, &mut agents);
+                handle_command(&mut master, cmd, &mut streams);
                 master.allocate(now(), false);
             }
-            _ = heartbeat.tick() => master.heartbeat(),
+            _ = heartbeat.tick() => {
+                master.heartbeat();
+                let beat = json!({"type": "HEARTBEAT"});
+                broadcast(&mut streams.operators, &beat);
+            }
             _ = ping.tick() => master.ping_agents(now()),
             _ = allocation.tick() => {
                 let n = now();
@@ -190,16 +254,16 @@ async fn run_state(mut master: Master, mut rx: mpsc::Receiver<Command>) {
                 master.allocate(n, true);
             }
         }
-        deliver(&mut master, &mut frameworks, &mut agents);
+        deliver(&mut master, &mut streams);
     }
 }
 
-fn handle_command(
-    master: &mut Master,
-    cmd: Command,
-    frameworks: &mut BTreeMap<String, Stream>,
-    agents: &mut BTreeMap<String, Stream>,
-) {
+fn handle_command(master: &mut Master, cmd: Command, streams: &mut Streams) {
+    let Streams {
+        frameworks,
+        agents,
+        operators,
+    } = streams;
     match cmd {
         Command::SchedulerSubscribe {
             framework_id,
@@ -253,7 +317,47 @@ fn handle_command(
             close(agents, &agent, &stream);
             master.agent_disconnected(&agent, &stream);
         }
+        Command::View(f) => f(master, operators.len()),
+        Command::OperatorSubscribe { reply } => {
+            let _ = reply.send(operator_subscribe(master, operators));
+        }
+        Command::OperatorGone { stream } => close(operators, &stream, &stream),
+        Command::Teardown { framework, reply } => {
+            let result = if master.frameworks.contains_key(&framework) {
+                master.remove_framework(&framework, now());
+                Ok(())
+            } else {
+                Err(ApiError::bad_request(format!(
+                    "No framework found with ID {framework}"
+                )))
+            };
+            let _ = reply.send(result);
+        }
     }
+}
+
+/// Opens an operator stream: SUBSCRIBED with the whole state, then a HEARTBEAT at once,
+/// as Mesos sends. Changes follow as the state makes them.
+fn operator_subscribe(
+    master: &Master,
+    operators: &mut BTreeMap<String, Stream>,
+) -> Result<Opened, ApiError> {
+    if operators.len() >= MAX_OPERATOR_SUBSCRIBERS {
+        return Err(ApiError::unavailable(format!(
+            "{MAX_OPERATOR_SUBSCRIBERS} operator SUBSCRIBE streams are open, the most this \
+             master serves; close one and subscribe again"
+        )));
+    }
+    let interval = master.config.heartbeat_interval.as_secs_f64();
+    let first = [
+        operator::subscribed(master, interval),
+        json!({"type": "HEARTBEAT"}),
+    ];
+    let (key, stream, rx) = open(operators, Ok::<_, ApiError>)?;
+    for record in &first {
+        send(operators, &key, record);
+    }
+    Ok((key, stream, rx))
 }
 
 /// Opens a stream for whoever `subscribe` admits on it (it gets the new stream's id and
@@ -337,11 +441,12 @@ fn agent_call(
 }
 
 /// Puts each output on its stream. A stream whose client cannot keep up is closed.
-fn deliver(
-    master: &mut Master,
-    frameworks: &mut BTreeMap<String, Stream>,
-    agents: &mut BTreeMap<String, Stream>,
-) {
+fn deliver(master: &mut Master, streams: &mut Streams) {
+    let Streams {
+        frameworks,
+        agents,
+        operators,
+    } = streams;
     for out in master.take_outputs() {
         match out {
             Output::Framework { framework, event } => {
@@ -357,7 +462,20 @@ fn deliver(
             Output::EndAgentStream { agent, stream } => {
                 close(agents, &agent, &stream);
             }
+            Output::Operator(event) => {
+                if !operators.is_empty() {
+                    broadcast(operators, &operator::event(master, &event));
+                }
+            }
         }
+    }
+}
+
+/// Sends `value` on every stream of `streams`.
+fn broadcast(streams: &mut BTreeMap<String, Stream>, value: &Value) {
+    let keys: Vec<String> = streams.keys().cloned().collect();
+    for key in keys {
+        send(streams, &key, value);
     }
 }
 
@@ -406,27 +524,72 @@ impl Drop for StreamBody {
     }
 }
 
-fn stream_response(stream_id: &str, body: StreamBody) -> Response {
+fn stream_response(stream_id: Option<&str>, body: StreamBody) -> Response {
     let mut r = Response::new(Body::new(body));
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(stream_id) {
+    if let Some(v) = stream_id.and_then(|id| HeaderValue::from_str(id).ok()) {
         h.insert("Mesos-Stream-Id", v);
     }
     r
 }
 
+/// The legacy GET documents.
+#[derive(Debug, Clone, Copy)]
+enum Doc {
+    State,
+    StateSummary,
+    Frameworks,
+    Slaves,
+    Tasks,
+    Roles,
+    Flags,
+    MetricsSnapshot,
+}
+
 pub fn router(handle: MasterHandle) -> Router {
-    Router::new()
-        .route("/api/v1/scheduler", axum::routing::any(scheduler_api))
-        .route("/internal/v1/agent", axum::routing::any(agent_api))
-        .route("/api/v1", axum::routing::any(operator_api))
-        .route("/api/v1/operator", axum::routing::any(operator_api))
-        .route("/health", axum::routing::get(|| async { StatusCode::OK }))
-        .route("/version", axum::routing::get(version))
+    use axum::routing::{any, get};
+    let mut router = Router::new()
+        .route("/api/v1/scheduler", any(scheduler_api))
+        .route("/internal/v1/agent", any(agent_api))
+        .route("/api/v1", any(operator_api))
+        .route("/api/v1/operator", any(operator_api))
+        .route("/version", get(version))
+        .route("/master/version", get(version))
+        .route("/metrics", get(prometheus))
+        .route(
+            "/metrics/snapshot",
+            get(|State(h), uri| legacy(h, uri, Doc::MetricsSnapshot)),
+        );
+    // The master's own endpoints answer both under `/master/` and bare, as in Mesos
+    // (whose master is the process that answers unprefixed paths).
+    let docs = [
+        ("state", Doc::State),
+        ("state-summary", Doc::StateSummary),
+        ("frameworks", Doc::Frameworks),
+        ("slaves", Doc::Slaves),
+        ("tasks", Doc::Tasks),
+        ("roles", Doc::Roles),
+        ("flags", Doc::Flags),
+    ];
+    for prefix in ["/master", ""] {
+        router = router
+            .route(
+                &format!("{prefix}/health"),
+                get(|| async { StatusCode::OK }),
+            )
+            .route(&format!("{prefix}/redirect"), get(redirect));
+        for (name, doc) in docs {
+            router = router.route(
+                &format!("{prefix}/{name}"),
+                get(move |State(h), uri| legacy(h, uri, doc)),
+            );
+        }
+    }
+    router
         .fallback(|| async { error_response(&ApiError::not_found("404 Not Found.")) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(handle)
@@ -480,19 +643,17 @@ async fn scheduler_call(
                 })
                 .await?;
             match result {
-                Ok(opened) => {
-                    Ok(
-                        h.stream_response(opened, |framework, stream| Command::FrameworkGone {
-                            framework,
-                            stream,
-                        }),
-                    )
-                }
+                Ok(opened) => Ok(h.stream_response(opened, true, |framework, stream| {
+                    Command::FrameworkGone { framework, stream }
+                })),
                 // As Mesos: the stream opens with a single ERROR and ends.
                 Err(SubscribeRefused(message)) => {
                     let (tx, rx) = mpsc::channel(1);
                     let _ = tx.try_send(Bytes::from(recordio(&Event::Error(message).to_json())));
-                    Ok(stream_response(&uuid4(), StreamBody { rx, gone: None }))
+                    Ok(stream_response(
+                        Some(&uuid4()),
+                        StreamBody { rx, gone: None },
+                    ))
                 }
             }
         }
@@ -526,7 +687,10 @@ async fn agent_api(
                 .ask(|reply| Command::AgentSubscribe { call, reply })
                 .await??;
             return Ok(
-                h.stream_response(opened, |agent, stream| Command::AgentGone { agent, stream })
+                h.stream_response(opened, true, |agent, stream| Command::AgentGone {
+                    agent,
+                    stream,
+                }),
             );
         }
         let stream = header_str(&headers, "mesos-stream-id").map(str::to_owned);
@@ -550,33 +714,232 @@ async fn operator_api(
 ) -> Response {
     let result = async {
         check_post(&method, &headers)?;
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("Failed to parse body into JSON: {e}")))?;
-        match value.get("type").and_then(Value::as_str) {
-            None => Err(ApiError::bad_request(
-                "Failed to validate master::Call: Expecting 'type' to be present",
-            )),
-            Some("GET_HEALTH") => Ok(json_response(
-                &json!({"type": "GET_HEALTH", "get_health": {"healthy": true}}),
-            )),
-            Some("GET_VERSION") => Ok(json_response(
-                &json!({"type": "GET_VERSION", "get_version": {"version_info": *h.version}}),
-            )),
-            Some("GET_FLAGS") => Ok(json_response(
-                &json!({"type": "GET_FLAGS", "get_flags": {"flags": *h.flags}}),
-            )),
-            Some(other) => Err(ApiError::new(
-                501,
-                format!("master call {} is not served yet", other.escape_default()),
-            )),
-        }
+        let call = operator_call::parse_call(&body)?;
+        operator_answer(&h, call).await
     }
     .await;
     result.unwrap_or_else(|e| error_response(&e))
 }
 
+async fn operator_answer(
+    h: &MasterHandle,
+    call: operator_call::Call,
+) -> Result<Response, ApiError> {
+    use operator_call::Call;
+    let value = match call {
+        Call::GetHealth => response("GET_HEALTH", json!({"healthy": true})),
+        Call::GetVersion => response("GET_VERSION", json!({"version_info": *h.version})),
+        Call::GetFlags => response("GET_FLAGS", json!({"flags": *h.flags})),
+        Call::GetMetrics { timeout: _ } => {
+            let uptime = h.uptime_secs();
+            h.view(move |m, subscribers| {
+                let all = metrics::snapshot(m, uptime, subscribers);
+                response("GET_METRICS", metrics::to_get_metrics(&all))
+            })
+            .await?
+        }
+        Call::GetState => {
+            h.view(|m, _| response("GET_STATE", operator::get_state(m)))
+                .await?
+        }
+        Call::GetAgents => {
+            h.view(|m, _| response("GET_AGENTS", operator::get_agents(m)))
+                .await?
+        }
+        Call::GetFrameworks => {
+            h.view(|m, _| response("GET_FRAMEWORKS", operator::get_frameworks(m)))
+                .await?
+        }
+        Call::GetExecutors => {
+            h.view(|m, _| response("GET_EXECUTORS", operator::get_executors(m)))
+                .await?
+        }
+        Call::GetTasks => {
+            h.view(|m, _| response("GET_TASKS", operator::get_tasks(m)))
+                .await?
+        }
+        Call::GetRoles => {
+            h.view(|m, _| response("GET_ROLES", operator::get_roles(m)))
+                .await?
+        }
+        // Holdfast offers no operations (reservations, volumes), so there are none.
+        Call::GetOperations => response("GET_OPERATIONS", json!({})),
+        Call::GetMaster => {
+            let start = h.start_time;
+            h.view(move |m, _| response("GET_MASTER", operator::get_master(&m.info, start)))
+                .await?
+        }
+        Call::Subscribe => {
+            let opened = h
+                .ask(|reply| Command::OperatorSubscribe { reply })
+                .await??;
+            return Ok(
+                h.stream_response(opened, false, |_, stream| Command::OperatorGone { stream })
+            );
+        }
+        Call::Teardown { framework_id } => {
+            h.ask(|reply| Command::Teardown {
+                framework: framework_id.value,
+                reply,
+            })
+            .await??;
+            return Ok(StatusCode::OK.into_response());
+        }
+    };
+    Ok(json_response(&value))
+}
+
 async fn version(State(h): State<MasterHandle>) -> Response {
     json_response(&h.version)
+}
+
+/// `/master/redirect`: where the leading master is (this one), protocol-relative.
+async fn redirect(State(h): State<MasterHandle>) -> Response {
+    let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&h.leader) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+async fn legacy(h: MasterHandle, uri: Uri, doc: Doc) -> Response {
+    let result = async {
+        let query = query_pairs(uri.query().unwrap_or_default());
+        let jsonp = query
+            .iter()
+            .find(|(k, _)| k == "jsonp")
+            .map(|(_, v)| v.clone());
+        if let Some(cb) = &jsonp {
+            if !legacy::valid_callback(cb) {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter 'jsonp' must name a JavaScript function (letters, digits, \
+                     '_', '$' and '.'), got '{}'",
+                    cb.escape_default()
+                )));
+            }
+        }
+        let value = legacy_document(&h, doc, &query).await?;
+        let body = serde_json::to_string(&value).unwrap_or_default();
+        Ok(match jsonp {
+            Some(cb) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/javascript")],
+                legacy::jsonp(&cb, &body),
+            )
+                .into_response(),
+            None => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response(),
+        })
+    }
+    .await;
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+async fn legacy_document(
+    h: &MasterHandle,
+    doc: Doc,
+    query: &[(String, String)],
+) -> Result<Value, ApiError> {
+    let (version, flags, start_time) = (h.version.clone(), h.flags.clone(), h.start_time);
+    Ok(match doc {
+        Doc::State => {
+            h.view(move |m, _| {
+                let ctx = legacy::Context {
+                    version: &version,
+                    flags: &flags,
+                    start_time,
+                };
+                legacy::state(m, &ctx)
+            })
+            .await?
+        }
+        Doc::StateSummary => h.view(|m, _| legacy::state_summary(m)).await?,
+        Doc::Frameworks => h.view(|m, _| legacy::frameworks(m)).await?,
+        Doc::Slaves => h.view(|m, _| legacy::slaves(m)).await?,
+        Doc::Tasks => {
+            let q = TasksQuery::parse(query).map_err(ApiError::bad_request)?;
+            h.view(move |m, _| legacy::tasks(m, &q)).await?
+        }
+        Doc::Roles => h.view(|m, _| legacy::roles(m)).await?,
+        Doc::Flags => legacy::flags(&legacy::Context {
+            version: &version,
+            flags: &flags,
+            start_time,
+        }),
+        Doc::MetricsSnapshot => {
+            let uptime = h.uptime_secs();
+            h.view(move |m, subscribers| {
+                metrics::to_json(&metrics::snapshot(m, uptime, subscribers))
+            })
+            .await?
+        }
+    })
+}
+
+/// `/metrics`: the metrics in Prometheus's text format.
+async fn prometheus(State(h): State<MasterHandle>) -> Response {
+    let uptime = h.uptime_secs();
+    match h
+        .view(move |m, subscribers| {
+            metrics::to_prometheus(&metrics::snapshot(m, uptime, subscribers))
+        })
+        .await
+    {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// A URL query's `key=value` pairs, decoded (`+` is a space, `%XX` a byte).
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn accepted() -> Response {
@@ -651,6 +1014,21 @@ mod tests {
         assert!(streams.contains_key("fw"));
         close(&mut streams, "fw", "new");
         assert!(!streams.contains_key("fw"));
+    }
+
+    #[test]
+    fn queries_are_decoded() {
+        let pairs = query_pairs("limit=1&order=asc&&task_id=a%2Fb+c&flag&bad=%zz%+4%4");
+        let expected = [
+            ("limit", "1"),
+            ("order", "asc"),
+            ("task_id", "a/b c"),
+            ("flag", ""),
+            ("bad", "%zz% 4%4"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(pairs, expected);
+        assert!(query_pairs("").is_empty());
     }
 
     #[test]

@@ -2,4 +2,9 @@
 
 pub mod allocator;
 pub mod http;
+pub mod legacy;
+pub mod metrics;
+pub mod operator;
 pub mod state;
+#[cfg(test)]
+mod testkit;

@@ -2,7 +2,9 @@
 //!
 //! Pure: every input is a method that takes the current time ([`Now`]) and queues the
 //! [`Output`]s it causes (events for a framework's stream, events for an agent's
-//! stream), which the caller drains with [`Master::take_outputs`] and delivers. Ids of
+//! stream, changes for the operator API's subscribers), which the caller drains with
+//! [`Master::take_outputs`] and delivers. It also counts what it did
+//! ([`Master::counters`]) for the metrics endpoints. Ids of
 //! streams are made by the caller; ids of frameworks, agents and offers derive from the
 //! master's id, as in Mesos (`<master>-0000`, `<master>-S0`, `<master>-O0`).
 
@@ -12,8 +14,8 @@ use std::time::{Duration, Instant};
 use holdfast_api::base64;
 use holdfast_api::internal::{AgentEvent, AgentInfo, TaskReport};
 use holdfast_api::scheduler::{
-    Accept, CallBody, Decline, Event, FrameworkInfo, Id, MasterInfo, Offer, Operation,
-    ReconcileTask, Subscribe, TaskInfo, TaskState, TaskStatus, Url,
+    Accept, CallBody, Decline, Event, ExecutorInfo, FrameworkInfo, Id, MasterInfo, Offer,
+    Operation, ReconcileTask, Subscribe, TaskInfo, TaskState, TaskStatus, Url,
 };
 use holdfast_api::v1::AllocationInfo;
 use holdfast_api::ApiError;
@@ -39,6 +41,8 @@ pub struct Config {
     pub max_agent_ping_timeouts: u32,
     /// Terminal tasks kept per framework for GET_STATE/GET_TASKS.
     pub max_completed_tasks_per_framework: usize,
+    /// Removed frameworks kept for GET_STATE/GET_FRAMEWORKS.
+    pub max_completed_frameworks: usize,
 }
 
 impl Default for Config {
@@ -48,6 +52,7 @@ impl Default for Config {
             agent_ping_timeout: Duration::from_secs(15),
             max_agent_ping_timeouts: 5,
             max_completed_tasks_per_framework: 1000,
+            max_completed_frameworks: 50,
         }
     }
 }
@@ -65,9 +70,46 @@ pub enum Output {
     Agent { agent: String, event: AgentEvent },
     /// End the agent's stream (it was marked unreachable while still connected).
     EndAgentStream { agent: String, stream: String },
+    /// A change for every operator SUBSCRIBE stream.
+    Operator(OperatorEvent),
 }
 
-#[derive(Debug, Clone)]
+/// A change of the cluster's state, as the operator API's SUBSCRIBE streams are told
+/// (`mesos.v1.master.Event`). Each carries what the event shows, taken when it happened.
+// Events are made and delivered at once; their size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum OperatorEvent {
+    /// A task the master now knows: launched, or reported by a (re)registering agent.
+    TaskAdded(Task),
+    /// A task's state changed; `status` is the update that changed it.
+    TaskUpdated {
+        framework_id: String,
+        status: TaskStatus,
+        state: TaskState,
+    },
+    /// An agent registered, or came back after it was unreachable.
+    AgentAdded(Agent),
+    /// An agent left the registered agents (it became unreachable).
+    AgentRemoved(String),
+    FrameworkAdded(FrameworkSummary),
+    /// A framework failed over, disconnected or changed its `FrameworkInfo`.
+    FrameworkUpdated(FrameworkSummary),
+    /// A framework was torn down or did not fail over in time.
+    FrameworkRemoved(FrameworkInfo),
+}
+
+/// What operator events show of a framework (no tasks, offers or resources).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameworkSummary {
+    pub info: FrameworkInfo,
+    pub connected: bool,
+    pub registered_time: f64,
+    pub reregistered_time: f64,
+    pub unregistered_time: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     pub info: TaskInfo,
     pub framework_id: String,
@@ -80,12 +122,27 @@ pub struct Task {
 }
 
 impl Task {
-    fn latest(&self) -> Option<&TaskStatus> {
+    pub fn latest(&self) -> Option<&TaskStatus> {
         self.statuses.last()
+    }
+
+    /// Keeps `status` as the task's latest, as Mesos does: a repeated state replaces the
+    /// status before it (so health updates do not pile up), and `data` is dropped (a
+    /// framework may make it large). Returns whether the state is new.
+    fn record(&mut self, status: &TaskStatus) -> bool {
+        let repeated = self.latest().is_some_and(|s| s.state == status.state);
+        if repeated {
+            self.statuses.pop();
+        }
+        let mut kept = status.clone();
+        kept.data = None;
+        self.statuses.push(kept);
+        self.state = status.state;
+        !repeated
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Framework {
     pub id: String,
     pub info: FrameworkInfo,
@@ -94,14 +151,35 @@ pub struct Framework {
     /// When the stream went away, for `failover_timeout`.
     pub disconnected_at: Option<Instant>,
     pub registered_time: f64,
+    /// The last (re)subscription; the registration time until it fails over.
+    pub reregistered_time: f64,
+    /// When it was removed.
+    pub unregistered_time: Option<f64>,
     pub tasks: BTreeMap<String, Task>,
     pub completed: VecDeque<Task>,
     pub offers: BTreeSet<String>,
+    /// Executors its launches named (custom ones and task groups'), by (agent id,
+    /// executor id), until they exit.
+    pub executors: BTreeMap<(String, String), ExecutorInfo>,
 }
 
 impl Framework {
     fn partition_aware(&self) -> bool {
         self.info.has_capability("PARTITION_AWARE")
+    }
+
+    pub fn connected(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    pub fn summary(&self) -> FrameworkSummary {
+        FrameworkSummary {
+            info: self.info.clone(),
+            connected: self.connected(),
+            registered_time: self.registered_time,
+            reregistered_time: self.reregistered_time,
+            unregistered_time: self.unregistered_time,
+        }
     }
 }
 
@@ -114,7 +192,7 @@ pub enum AgentState {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Agent {
     pub id: String,
     pub info: AgentInfo,
@@ -152,8 +230,12 @@ pub struct Master {
     /// Frameworks torn down or failed over past their timeout; a SUBSCRIBE with such an
     /// id is refused.
     pub removed_frameworks: BTreeSet<String>,
+    /// Removed frameworks, oldest first, at most `max_completed_frameworks`.
+    pub completed_frameworks: VecDeque<Framework>,
     pub agents: BTreeMap<String, Agent>,
     pub offers: BTreeMap<String, PendingOffer>,
+    /// Event counts since start, by Mesos's metric name without `master/`.
+    pub counters: BTreeMap<String, u64>,
     allocator: Allocator,
     next_framework: u64,
     next_agent: u64,
@@ -175,8 +257,10 @@ impl Master {
             config,
             frameworks: BTreeMap::new(),
             removed_frameworks: BTreeSet::new(),
+            completed_frameworks: VecDeque::new(),
             agents: BTreeMap::new(),
             offers: BTreeMap::new(),
+            counters: BTreeMap::new(),
             allocator: Allocator::new(),
             next_framework: 0,
             next_agent: 0,
@@ -190,6 +274,56 @@ impl Master {
         std::mem::take(&mut self.outputs)
     }
 
+    /// The allocator, for the roles and shares it tracks.
+    pub fn allocator(&self) -> &Allocator {
+        &self.allocator
+    }
+
+    /// The count of `name` (a metric name without `master/`); 0 if it never happened.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+
+    fn count(&mut self, name: &str) {
+        *self.counters.entry(name.to_owned()).or_default() += 1;
+    }
+
+    /// Counts a task's move to a terminal or unreachable state, under Mesos's names:
+    /// `tasks_<state>` for terminal states (the others are gauges of current tasks) and
+    /// `<state>/<source>/<reason>` when the update has a reason.
+    fn count_transition(&mut self, status: &TaskStatus) {
+        let state = state_name(status.state).to_ascii_lowercase();
+        if status.state.is_terminal() {
+            self.count(&format!("tasks_{}", state.trim_start_matches("task_")));
+        }
+        // Agents send these; only enum-like names become metrics, so a stray string can
+        // neither make an odd metric name nor a new counter per value.
+        let enum_like = |s: &str| {
+            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+        };
+        if let (Some(source), Some(reason)) = (&status.source, &status.reason) {
+            if !enum_like(source) || !enum_like(reason) {
+                return;
+            }
+            self.count(&format!(
+                "{state}/{}/{}",
+                source.to_ascii_lowercase(),
+                reason.to_ascii_lowercase()
+            ));
+        }
+    }
+
+    fn tell_operators(&mut self, event: OperatorEvent) {
+        self.outputs.push(Output::Operator(event));
+    }
+
+    fn framework_updated(&mut self, framework: &str) {
+        if let Some(fw) = self.frameworks.get(framework) {
+            let summary = fw.summary();
+            self.tell_operators(OperatorEvent::FrameworkUpdated(summary));
+        }
+    }
+
     fn send_framework(&mut self, framework: &str, event: Event) {
         self.outputs.push(Output::Framework {
             framework: framework.to_owned(),
@@ -197,12 +331,15 @@ impl Master {
         });
     }
 
-    fn send_agent(&mut self, agent: &str, event: AgentEvent) {
-        if self
-            .agents
+    fn agent_connected(&self, agent: &str) -> bool {
+        self.agents
             .get(agent)
             .is_some_and(|a| a.stream.is_some() && a.state == AgentState::Active)
-        {
+    }
+
+    /// Queues `event` for the agent if it is connected.
+    fn send_agent(&mut self, agent: &str, event: AgentEvent) {
+        if self.agent_connected(agent) {
             self.outputs.push(Output::Agent {
                 agent: agent.to_owned(),
                 event,
@@ -240,6 +377,12 @@ impl Master {
         };
         framework_info.id = Some(Id::new(&id));
         let roles = framework_info.effective_roles();
+        let known = self.frameworks.contains_key(&id);
+        self.count(if known {
+            "messages_reregister_framework"
+        } else {
+            "messages_register_framework"
+        });
         match self.frameworks.get_mut(&id) {
             Some(fw) => {
                 // Failover: the old stream ends; offers made to it are void.
@@ -256,6 +399,7 @@ impl Master {
                 fw.info = framework_info;
                 fw.stream = Some(stream);
                 fw.disconnected_at = None;
+                fw.reregistered_time = now.wall;
                 self.rescind_framework_offers(&id, false);
             }
             None => {
@@ -267,9 +411,12 @@ impl Master {
                         stream: Some(stream),
                         disconnected_at: None,
                         registered_time: now.wall,
+                        reregistered_time: now.wall,
+                        unregistered_time: None,
                         tasks: BTreeMap::new(),
                         completed: VecDeque::new(),
                         offers: BTreeSet::new(),
+                        executors: BTreeMap::new(),
                     },
                 );
             }
@@ -288,6 +435,12 @@ impl Master {
             },
         );
         self.send_framework(&id, Event::Heartbeat);
+        if known {
+            self.framework_updated(&id);
+        } else if let Some(fw) = self.frameworks.get(&id) {
+            let summary = fw.summary();
+            self.tell_operators(OperatorEvent::FrameworkAdded(summary));
+        }
         self.dirty = true;
         Ok(id)
     }
@@ -305,6 +458,7 @@ impl Master {
         fw.disconnected_at = Some(now.mono);
         self.allocator.suppress(framework, &[]);
         self.rescind_framework_offers(framework, false);
+        self.framework_updated(framework);
     }
 
     /// Checks a non-SUBSCRIBE call's framework and stream, as Mesos does, in its order.
@@ -343,6 +497,25 @@ impl Master {
         call: CallBody,
         now: Now,
     ) -> Result<(), ApiError> {
+        // Mesos's counters of the messages its scheduler calls replaced.
+        let counter = match &call {
+            CallBody::Teardown => Some("messages_unregister_framework"),
+            CallBody::Accept(_) => Some("messages_launch_tasks"),
+            CallBody::Decline(_) => Some("messages_decline_offers"),
+            CallBody::Revive(_) => Some("messages_revive_offers"),
+            CallBody::Suppress(_) => Some("messages_suppress_offers"),
+            CallBody::Kill(_) => Some("messages_kill_task"),
+            CallBody::Acknowledge(_) => Some("messages_status_update_acknowledgement"),
+            CallBody::Reconcile(_) => Some("messages_reconcile_tasks"),
+            CallBody::Message(_) => Some("messages_framework_to_executor"),
+            CallBody::Subscribe(_)
+            | CallBody::Shutdown(_)
+            | CallBody::Ignored
+            | CallBody::UpdateFramework(_) => None,
+        };
+        if let Some(name) = counter {
+            self.count(name);
+        }
         match call {
             CallBody::Subscribe(_) => {
                 return Err(ApiError::bad_request("SUBSCRIBE opens a stream of its own"))
@@ -392,14 +565,22 @@ impl Master {
                 self.acknowledge(framework, &a.task_id, &a.agent_id, &a.uuid)
             }
             CallBody::Reconcile(tasks) => self.reconcile(framework, tasks, now),
-            CallBody::Message(m) => self.send_agent(
-                &m.agent_id.value,
-                AgentEvent::Message {
-                    framework_id: Id::new(framework),
-                    executor_id: m.executor_id,
-                    data: base64::encode(&m.data),
-                },
-            ),
+            CallBody::Message(m) => {
+                let reachable = self.agent_connected(&m.agent_id.value);
+                self.send_agent(
+                    &m.agent_id.value,
+                    AgentEvent::Message {
+                        framework_id: Id::new(framework),
+                        executor_id: m.executor_id,
+                        data: base64::encode(&m.data),
+                    },
+                );
+                self.count(if reachable {
+                    "valid_framework_to_executor_messages"
+                } else {
+                    "invalid_framework_to_executor_messages"
+                });
+            }
             CallBody::UpdateFramework(sub) => {
                 if sub
                     .framework_info
@@ -422,6 +603,7 @@ impl Master {
                 if !sub.suppressed_roles.is_empty() {
                     self.allocator.suppress(framework, &sub.suppressed_roles);
                 }
+                self.framework_updated(framework);
                 self.dirty = true;
             }
             CallBody::Ignored => {}
@@ -452,18 +634,26 @@ impl Master {
                 },
             );
         }
+        let limit = self.config.max_completed_tasks_per_framework;
         for (_, mut task) in std::mem::take(&mut fw.tasks) {
             if !task.state.is_terminal() {
                 self.release_task_resources(&task);
-                task.state = TaskState::TaskKilled;
-                task.statuses.push(master_status(
+                let status = master_status(
                     &task,
                     TaskState::TaskKilled,
                     "Framework was removed",
                     "REASON_FRAMEWORK_REMOVED",
                     now,
-                ));
+                );
+                task.record(&status);
+                self.count_transition(&status);
+                self.tell_operators(OperatorEvent::TaskUpdated {
+                    framework_id: framework.to_owned(),
+                    status,
+                    state: TaskState::TaskKilled,
+                });
             }
+            push_completed(&mut fw, task, limit);
         }
         if let Some(stream) = fw.stream.take() {
             self.outputs.push(Output::EndFrameworkStream {
@@ -473,6 +663,14 @@ impl Master {
         }
         self.allocator.remove_framework(framework);
         self.removed_frameworks.insert(framework.to_owned());
+        fw.disconnected_at = None;
+        fw.unregistered_time = Some(now.wall);
+        fw.executors.clear();
+        self.tell_operators(OperatorEvent::FrameworkRemoved(fw.info.clone()));
+        self.completed_frameworks.push_back(fw);
+        while self.completed_frameworks.len() > self.config.max_completed_frameworks {
+            self.completed_frameworks.pop_front();
+        }
         self.dirty = true;
     }
 
@@ -621,7 +819,7 @@ impl Master {
                     "REASON_INVALID_OFFERS",
                     now,
                 );
-                self.send_framework(framework, Event::Update(status));
+                self.refuse_launch(framework, status);
             }
             return Ok(());
         }
@@ -652,7 +850,14 @@ impl Master {
                             self.validate_task(framework, &agent_id, &task, None, &remaining, now)
                         {
                             remaining -= &resources;
-                            self.start_task(framework, &agent_id, &role, task.clone(), resources);
+                            self.start_task(
+                                framework,
+                                &agent_id,
+                                &role,
+                                task.clone(),
+                                resources,
+                                None,
+                            );
                             self.send_agent(
                                 &agent_id,
                                 AgentEvent::RunTask {
@@ -694,7 +899,7 @@ impl Master {
                                 "REASON_TASK_GROUP_INVALID",
                                 now,
                             );
-                            self.send_framework(framework, Event::Update(status));
+                            self.refuse_launch(framework, status);
                         }
                         continue;
                     }
@@ -702,7 +907,7 @@ impl Master {
                     let mut infos = Vec::new();
                     for (task, r) in group {
                         infos.push(task.clone());
-                        self.start_task(framework, &agent_id, &role, task, r);
+                        self.start_task(framework, &agent_id, &role, task, r, Some(&*executor));
                     }
                     self.send_agent(
                         &agent_id,
@@ -797,12 +1002,19 @@ impl Master {
             Ok(r) => Some(r),
             Err(why) => {
                 let status = fail(why);
-                self.send_framework(framework, Event::Update(status));
+                self.refuse_launch(framework, status);
                 None
             }
         }
     }
 
+    /// A task that will not run: the framework is told why, and it is counted.
+    fn refuse_launch(&mut self, framework: &str, status: TaskStatus) {
+        self.count_transition(&status);
+        self.send_framework(framework, Event::Update(status));
+    }
+
+    /// Adds a launched task; `group_executor` is the executor of its task group.
     fn start_task(
         &mut self,
         framework: &str,
@@ -810,22 +1022,37 @@ impl Master {
         role: &str,
         task: TaskInfo,
         resources: Resources,
+        group_executor: Option<&ExecutorInfo>,
     ) {
         if let Some(a) = self.agents.get_mut(agent) {
             a.used += &resources;
         }
+        let mut info = task;
+        // As Mesos: a group's task names the group's executor, so operators see it.
+        if info.executor.is_none() {
+            info.executor = group_executor.cloned();
+        }
+        if let Some(e) = info.executor.as_mut() {
+            e.framework_id = Some(Id::new(framework));
+        }
+        let Some(fw) = self.frameworks.get_mut(framework) else {
+            return;
+        };
+        if let Some(e) = &info.executor {
+            fw.executors
+                .insert((agent.to_owned(), e.executor_id.value.clone()), e.clone());
+        }
         let t = Task {
-            info: task.clone(),
             framework_id: framework.to_owned(),
             agent_id: agent.to_owned(),
             state: TaskState::TaskStaging,
             statuses: Vec::new(),
             resources,
             role: role.to_owned(),
+            info,
         };
-        if let Some(fw) = self.frameworks.get_mut(framework) {
-            fw.tasks.insert(task.task_id.value.clone(), t);
-        }
+        fw.tasks.insert(t.info.task_id.value.clone(), t.clone());
+        self.tell_operators(OperatorEvent::TaskAdded(t));
     }
 
     fn release_task_resources(&mut self, task: &Task) {
@@ -843,6 +1070,15 @@ impl Master {
 
     fn acknowledge(&mut self, framework: &str, task_id: &Id, agent: &Id, uuid: &[u8]) {
         let encoded = base64::encode(uuid);
+        let known = self
+            .frameworks
+            .get(framework)
+            .is_some_and(|fw| fw.tasks.contains_key(&task_id.value));
+        self.count(if known {
+            "valid_status_update_acknowledgements"
+        } else {
+            "invalid_status_update_acknowledgements"
+        });
         self.send_agent(
             &agent.value,
             AgentEvent::Acknowledge {
@@ -987,6 +1223,13 @@ impl Master {
     ) -> Result<String, ApiError> {
         let total = Resources::new(info.resources.clone())
             .map_err(|e| ApiError::bad_request(format!("invalid agent resources: {e}")))?;
+        if agent_id.is_some() {
+            self.count("messages_reregister_slave");
+            self.count("slave_reregistrations");
+        } else {
+            self.count("messages_register_slave");
+            self.count("slave_registrations");
+        }
         let id = match agent_id {
             Some(id) => id.value,
             None => {
@@ -995,6 +1238,11 @@ impl Master {
                 id
             }
         };
+        // Operators learn of agents that join the registered ones.
+        let added = self
+            .agents
+            .get(&id)
+            .is_none_or(|a| a.state != AgentState::Active);
         let old_stream = match self.agents.get_mut(&id) {
             Some(agent) => {
                 let old = agent.stream.replace(stream.clone());
@@ -1037,6 +1285,12 @@ impl Master {
         self.rescind_agent_offers(&id);
         self.allocator.add_agent(&id, total.scalars());
         self.adopt_reported_tasks(&id, tasks);
+        if added {
+            if let Some(a) = self.agents.get(&id) {
+                let a = a.clone();
+                self.tell_operators(OperatorEvent::AgentAdded(a));
+            }
+        }
         self.send_agent(
             &id,
             AgentEvent::Registered {
@@ -1051,6 +1305,7 @@ impl Master {
     /// Brings the master's view of the agent's tasks in line with what it reports.
     fn adopt_reported_tasks(&mut self, agent: &str, reports: Vec<TaskReport>) {
         let mut used = Resources::default();
+        let mut added = Vec::new();
         for report in reports {
             let framework = report.framework_id.value.clone();
             let Some(fw) = self.frameworks.get_mut(&framework) else {
@@ -1094,6 +1349,13 @@ impl Master {
                 .iter()
                 .find_map(|r| r.allocation_info.as_ref().and_then(|a| a.role.clone()))
                 .unwrap_or_else(|| "*".to_owned());
+            if let Some(e) = &report.task.executor {
+                let mut e = e.clone();
+                e.framework_id = Some(report.framework_id.clone());
+                fw.executors
+                    .insert((agent.to_owned(), e.executor_id.value.clone()), e);
+            }
+            let previous = fw.tasks.get(&report.task.task_id.value).map(|t| t.state);
             let entry = fw
                 .tasks
                 .entry(report.task.task_id.value.clone())
@@ -1107,6 +1369,11 @@ impl Master {
                     role: role.clone(),
                 });
             entry.state = report.state;
+            // New to this master, or back from an unreachable agent: operators see it
+            // added, as Mesos re-adds a returning agent's tasks.
+            if previous.is_none_or(|s| s == TaskState::TaskUnreachable) {
+                added.push(entry.clone());
+            }
             if !report.state.is_terminal() {
                 self.allocator
                     .allocate(&framework, &role, agent, &resources.scalars());
@@ -1114,6 +1381,9 @@ impl Master {
         }
         if let Some(a) = self.agents.get_mut(agent) {
             a.used = used;
+        }
+        for t in added {
+            self.tell_operators(OperatorEvent::TaskAdded(t));
         }
     }
 
@@ -1169,8 +1439,12 @@ impl Master {
             });
         }
         self.rescind_agent_offers(agent);
+        self.count("slave_removals");
+        self.count("slave_removals/reason_unhealthy");
         let mut updates = Vec::new();
         for fw in self.frameworks.values_mut() {
+            // Its executors went with it.
+            fw.executors.retain(|(a, _), _| a != agent);
             let partition_aware = fw.partition_aware();
             for t in fw.tasks.values_mut().filter(|t| t.agent_id == agent) {
                 if t.state.is_terminal() {
@@ -1193,18 +1467,24 @@ impl Master {
                         nanoseconds: (now.wall * 1e9) as i64,
                     });
                 }
-                t.state = state;
-                t.statuses.push(s.clone());
+                t.record(&s);
                 updates.push((fw.id.clone(), s));
             }
         }
         for (fw, s) in updates {
+            self.count_transition(&s);
+            self.tell_operators(OperatorEvent::TaskUpdated {
+                framework_id: fw.clone(),
+                state: s.state,
+                status: s.clone(),
+            });
             self.send_framework(&fw, Event::Update(s));
         }
         if let Some(a) = self.agents.get_mut(agent) {
             a.used = Resources::default();
         }
         self.allocator.remove_agent(agent);
+        self.tell_operators(OperatorEvent::AgentRemoved(agent.to_owned()));
         self.dirty = true;
     }
 
@@ -1212,13 +1492,16 @@ impl Master {
     /// through the master).
     pub fn agent_update(&mut self, agent: &str, framework: &str, mut status: TaskStatus) {
         status.agent_id = Some(Id::new(agent));
+        self.count("messages_status_update");
         let limit = self.config.max_completed_tasks_per_framework;
         let mut released = None;
+        let mut known = false;
+        let mut new_state = false;
         if let Some(fw) = self.frameworks.get_mut(framework) {
             if let Some(t) = fw.tasks.get_mut(&status.task_id.value) {
+                known = true;
                 let was_terminal = t.state.is_terminal();
-                t.state = status.state;
-                t.statuses.push(status.clone());
+                new_state = t.record(&status);
                 if status.state.is_terminal() && !was_terminal {
                     released = Some(t.clone());
                 }
@@ -1230,13 +1513,32 @@ impl Master {
                 }
             }
         }
+        self.count(if known {
+            "valid_status_updates"
+        } else {
+            "invalid_status_updates"
+        });
+        if new_state {
+            self.tell_operators(OperatorEvent::TaskUpdated {
+                framework_id: framework.to_owned(),
+                state: status.state,
+                status: status.clone(),
+            });
+        }
         if let Some(t) = released {
+            self.count_transition(&status);
             self.release_task_resources(&t);
         }
         self.send_framework(framework, Event::Update(status));
     }
 
     pub fn agent_message(&mut self, framework: &str, agent: &str, executor: Id, data: Vec<u8>) {
+        self.count("messages_executor_to_framework");
+        self.count(if self.frameworks.contains_key(framework) {
+            "valid_executor_to_framework_messages"
+        } else {
+            "invalid_executor_to_framework_messages"
+        });
         self.send_framework(
             framework,
             Event::Message {
@@ -1248,6 +1550,11 @@ impl Master {
     }
 
     pub fn executor_exited(&mut self, framework: &str, agent: &str, executor: Id, status: i32) {
+        self.count("messages_exited_executor");
+        if let Some(fw) = self.frameworks.get_mut(framework) {
+            fw.executors
+                .remove(&(agent.to_owned(), executor.value.clone()));
+        }
         self.send_framework(
             framework,
             Event::Failure {
@@ -1259,6 +1566,33 @@ impl Master {
     }
 
     // ---- Offers ---------------------------------------------------------------------
+
+    /// Outstanding offer `id` as its framework was sent it.
+    pub fn offer(&self, id: &str) -> Option<Offer> {
+        let o = self.offers.get(id)?;
+        let agent = self.agents.get(&o.agent)?;
+        Some(Offer {
+            id: Id::new(id),
+            framework_id: Id::new(&o.framework),
+            agent_id: Id::new(&o.agent),
+            hostname: agent.info.hostname.clone(),
+            url: Url {
+                scheme: "http".to_owned(),
+                address: holdfast_api::scheduler::Address {
+                    hostname: agent.info.hostname.clone(),
+                    ip: agent.info.hostname.clone(),
+                    port: agent.info.port,
+                },
+                path: "/slave(1)".to_owned(),
+            },
+            resources: o.resources.to_vec(),
+            attributes: agent.info.attributes.clone(),
+            allocation_info: AllocationInfo {
+                role: Some(o.role.clone()),
+            },
+            domain: agent.info.domain.clone(),
+        })
+    }
 
     /// Offers what agents have available, when something changed since the last time
     /// (or always with `force`, so expired filters are noticed).
@@ -1298,34 +1632,13 @@ impl Master {
                 continue;
             };
             agent.offered += &resources;
-            let offer = Offer {
-                id: Id::new(&id),
-                framework_id: Id::new(&d.framework),
-                agent_id: Id::new(&d.agent),
-                hostname: agent.info.hostname.clone(),
-                url: Url {
-                    scheme: "http".to_owned(),
-                    address: holdfast_api::scheduler::Address {
-                        hostname: agent.info.hostname.clone(),
-                        ip: agent.info.hostname.clone(),
-                        port: agent.info.port,
-                    },
-                    path: "/slave(1)".to_owned(),
-                },
-                resources: resources.to_vec(),
-                attributes: agent.info.attributes.clone(),
-                allocation_info: AllocationInfo {
-                    role: Some(d.role.clone()),
-                },
-                domain: agent.info.domain.clone(),
-            };
             self.allocator
                 .allocate(&d.framework, &d.role, &d.agent, &resources.scalars());
             if let Some(fw) = self.frameworks.get_mut(&d.framework) {
                 fw.offers.insert(id.clone());
             }
             self.offers.insert(
-                id,
+                id.clone(),
                 PendingOffer {
                     framework: d.framework.clone(),
                     agent: d.agent.clone(),
@@ -1333,11 +1646,21 @@ impl Master {
                     resources,
                 },
             );
-            by_framework.entry(d.framework).or_default().push(offer);
+            if let Some(offer) = self.offer(&id) {
+                by_framework.entry(d.framework).or_default().push(offer);
+            }
         }
         for (fw, offers) in by_framework {
             self.send_framework(&fw, Event::Offers(offers));
         }
+    }
+}
+
+/// A task state's name as Mesos writes it (`TASK_RUNNING`).
+pub fn state_name(state: TaskState) -> String {
+    match serde_json::to_value(state) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{state:?}"),
     }
 }
 

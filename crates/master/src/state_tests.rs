@@ -722,3 +722,329 @@ fn command_is_required() {
         .as_deref()
         .is_some_and(|m| m.contains("CommandInfo or ExecutorInfo")));
 }
+
+/// The operator events among `out`, by kind and what they name.
+fn operator_events(out: &[Output]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Operator(e) => Some(match e {
+                OperatorEvent::TaskAdded(t) => {
+                    format!(
+                        "TASK_ADDED {} {}",
+                        t.info.task_id.value,
+                        state_name(t.state)
+                    )
+                }
+                OperatorEvent::TaskUpdated { status, state, .. } => {
+                    format!(
+                        "TASK_UPDATED {} {}",
+                        status.task_id.value,
+                        state_name(*state)
+                    )
+                }
+                OperatorEvent::AgentAdded(a) => format!("AGENT_ADDED {}", a.info.hostname),
+                OperatorEvent::AgentRemoved(a) => format!("AGENT_REMOVED {a}"),
+                OperatorEvent::FrameworkAdded(f) => format!("FRAMEWORK_ADDED {}", f.info.name),
+                OperatorEvent::FrameworkUpdated(f) => {
+                    format!(
+                        "FRAMEWORK_UPDATED {} connected={}",
+                        f.info.name, f.connected
+                    )
+                }
+                OperatorEvent::FrameworkRemoved(info) => {
+                    format!("FRAMEWORK_REMOVED {}", info.name)
+                }
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn operators_are_told_of_each_change() {
+    let mut w = World::new();
+    let now = w.now();
+    let fw =
+        w.m.subscribe_framework(
+            None,
+            Subscribe {
+                framework_info: framework_info("f"),
+                suppressed_roles: Vec::new(),
+            },
+            "s1".into(),
+            now,
+        )
+        .expect("subscribe");
+    assert_eq!(operator_events(&w.m.take_outputs()), ["FRAMEWORK_ADDED f"]);
+    let agent =
+        w.m.subscribe_agent(
+            None,
+            agent_info("h1", "cpus:4;mem:1024"),
+            Vec::new(),
+            "a1".into(),
+            now,
+        )
+        .expect("agent");
+    assert_eq!(operator_events(&w.m.take_outputs()), ["AGENT_ADDED h1"]);
+
+    let offer = w.offers().remove(0).1;
+    let out = w.call(
+        &fw,
+        launch(&offer.id.value, vec![task("t", &agent, 1.0, 64.0)], None),
+    );
+    assert_eq!(operator_events(&out), ["TASK_ADDED t TASK_STAGING"]);
+
+    w.m.agent_update(
+        &agent,
+        &fw,
+        status("t", TaskState::TaskRunning, Some(UUID_A)),
+    );
+    assert_eq!(
+        operator_events(&w.m.take_outputs()),
+        ["TASK_UPDATED t TASK_RUNNING"]
+    );
+    // An update that does not change the state (a health check) is not news, and the
+    // task keeps one status per state in a row.
+    w.m.agent_update(
+        &agent,
+        &fw,
+        status("t", TaskState::TaskRunning, Some(UUID_A)),
+    );
+    assert_eq!(operator_events(&w.m.take_outputs()), Vec::<String>::new());
+    assert_eq!(w.m.frameworks[&fw].tasks["t"].statuses.len(), 1);
+
+    w.m.framework_disconnected(&fw, "s1", now);
+    assert_eq!(
+        operator_events(&w.m.take_outputs()),
+        ["FRAMEWORK_UPDATED f connected=false"]
+    );
+    w.m.subscribe_framework(
+        Some(Id::new(&fw)),
+        Subscribe {
+            framework_info: framework_info("f"),
+            suppressed_roles: Vec::new(),
+        },
+        "s2".into(),
+        now,
+    )
+    .expect("failover");
+    assert_eq!(
+        operator_events(&w.m.take_outputs()),
+        ["FRAMEWORK_UPDATED f connected=true"]
+    );
+
+    // Not partition aware: the task is lost with its agent, which leaves the
+    // registered ones.
+    w.m.mark_unreachable(&agent, now);
+    assert_eq!(
+        operator_events(&w.m.take_outputs()),
+        [
+            "TASK_UPDATED t TASK_LOST",
+            &format!("AGENT_REMOVED {agent}")
+        ]
+    );
+    w.m.subscribe_agent(
+        Some(Id::new(&agent)),
+        agent_info("h1", "cpus:4;mem:1024"),
+        Vec::new(),
+        "a2".into(),
+        now,
+    )
+    .expect("back");
+    assert_eq!(operator_events(&w.m.take_outputs()), ["AGENT_ADDED h1"]);
+
+    w.m.remove_framework(&fw, now);
+    assert_eq!(
+        operator_events(&w.m.take_outputs()),
+        ["FRAMEWORK_REMOVED f"]
+    );
+    assert_eq!(w.m.completed_frameworks.len(), 1);
+    assert_eq!(
+        w.m.completed_frameworks[0].unregistered_time,
+        Some(now.wall)
+    );
+}
+
+#[test]
+fn a_partition_aware_frameworks_tasks_come_back_with_their_agent() {
+    let mut w = World::new();
+    let fw = w.framework("f", true);
+    let agent = w.agent("h1", "cpus:4;mem:1024");
+    let offer = w.offers().remove(0).1;
+    let t = task("t", &agent, 1.0, 64.0);
+    w.call(&fw, launch(&offer.id.value, vec![t.clone()], None));
+    let now = w.now();
+    w.m.mark_unreachable(&agent, now);
+    assert_eq!(
+        operator_events(&w.m.take_outputs()),
+        [
+            "TASK_UPDATED t TASK_UNREACHABLE",
+            &format!("AGENT_REMOVED {agent}")
+        ]
+    );
+    let report = TaskReport {
+        framework_id: Id::new(&fw),
+        task: t,
+        state: TaskState::TaskRunning,
+        executor_id: None,
+    };
+    w.m.subscribe_agent(
+        Some(Id::new(&agent)),
+        agent_info("h1", "cpus:4;mem:1024"),
+        vec![report],
+        "a2".into(),
+        now,
+    )
+    .expect("back");
+    // As Mesos re-adds a returning agent's tasks: the task first, then its agent.
+    assert_eq!(
+        operator_events(&w.m.take_outputs()),
+        ["TASK_ADDED t TASK_RUNNING", "AGENT_ADDED h1"]
+    );
+}
+
+#[test]
+fn teardown_kills_the_tasks_operators_see() {
+    let mut w = World::new();
+    let fw = w.framework("f", true);
+    let agent = w.agent("h1", "cpus:4;mem:1024");
+    let offer = w.offers().remove(0).1;
+    w.call(
+        &fw,
+        launch(&offer.id.value, vec![task("t", &agent, 1.0, 64.0)], None),
+    );
+    let out = w.call(&fw, CallBody::Teardown);
+    assert_eq!(
+        operator_events(&out),
+        ["TASK_UPDATED t TASK_KILLED", "FRAMEWORK_REMOVED f"]
+    );
+    let done = &w.m.completed_frameworks[0];
+    assert_eq!(done.completed.len(), 1, "its tasks are kept as completed");
+    assert_eq!(done.completed[0].state, TaskState::TaskKilled);
+    assert_eq!(w.m.counter("tasks_killed"), 1);
+    assert_eq!(
+        w.m.counter("task_killed/source_master/reason_framework_removed"),
+        1
+    );
+}
+
+#[test]
+fn the_master_counts_what_it_does() {
+    let mut w = World::new();
+    let fw = w.framework("f", true);
+    let agent = w.agent("h1", "cpus:4;mem:1024");
+    assert_eq!(w.m.counter("messages_register_framework"), 1);
+    assert_eq!(w.m.counter("messages_register_slave"), 1);
+    assert_eq!(w.m.counter("slave_registrations"), 1);
+
+    let offer = w.offers().remove(0).1;
+    // One good task and one too large: the second is refused and counted as an error.
+    w.call(
+        &fw,
+        launch(
+            &offer.id.value,
+            vec![
+                task("ok", &agent, 1.0, 64.0),
+                task("big", &agent, 100.0, 64.0),
+            ],
+            None,
+        ),
+    );
+    assert_eq!(w.m.counter("messages_launch_tasks"), 1);
+    assert_eq!(w.m.counter("tasks_error"), 1);
+    assert_eq!(
+        w.m.counter("task_error/source_master/reason_task_invalid"),
+        1
+    );
+
+    // An unknown offer: the partition-aware framework's task is dropped.
+    w.call(
+        &fw,
+        launch("no-such-offer", vec![task("gone", &agent, 1.0, 1.0)], None),
+    );
+    assert_eq!(w.m.counter("tasks_dropped"), 1);
+    assert_eq!(
+        w.m.counter("task_dropped/source_master/reason_invalid_offers"),
+        1
+    );
+
+    w.m.agent_update(
+        &agent,
+        &fw,
+        status("ok", TaskState::TaskFinished, Some(UUID_A)),
+    );
+    w.m.agent_update(
+        &agent,
+        &fw,
+        status("stranger", TaskState::TaskRunning, Some(UUID_A)),
+    );
+    assert_eq!(w.m.counter("messages_status_update"), 2);
+    assert_eq!(w.m.counter("valid_status_updates"), 1);
+    assert_eq!(w.m.counter("invalid_status_updates"), 1);
+    assert_eq!(w.m.counter("tasks_finished"), 1);
+    // The finished task's repeated update does not count it twice.
+    w.m.agent_update(
+        &agent,
+        &fw,
+        status("ok", TaskState::TaskFinished, Some(UUID_A)),
+    );
+    assert_eq!(w.m.counter("tasks_finished"), 1);
+
+    w.call(
+        &fw,
+        CallBody::Acknowledge(holdfast_api::scheduler::Acknowledge {
+            agent_id: Id::new(&agent),
+            task_id: Id::new("ok"),
+            uuid: holdfast_api::base64::decode(UUID_A).expect("uuid"),
+        }),
+    );
+    assert_eq!(w.m.counter("messages_status_update_acknowledgement"), 1);
+    assert_eq!(w.m.counter("valid_status_update_acknowledgements"), 1);
+    w.call(&fw, CallBody::Revive(Vec::new()));
+    w.call(&fw, CallBody::Suppress(Vec::new()));
+    w.call(&fw, CallBody::Reconcile(Vec::new()));
+    for name in [
+        "messages_revive_offers",
+        "messages_suppress_offers",
+        "messages_reconcile_tasks",
+    ] {
+        assert_eq!(w.m.counter(name), 1, "{name}");
+    }
+    let now = w.now();
+    w.m.mark_unreachable(&agent, now);
+    assert_eq!(w.m.counter("slave_removals"), 1);
+    assert_eq!(w.m.counter("slave_removals/reason_unhealthy"), 1);
+    assert_eq!(w.m.counter("never_happened"), 0);
+}
+
+#[test]
+fn only_enum_like_reasons_become_counters() {
+    let mut w = World::new();
+    let fw = w.framework("f", true);
+    let agent = w.agent("h1", "cpus:4;mem:1024");
+    let offer = w.offers().remove(0).1;
+    w.call(
+        &fw,
+        launch(
+            &offer.id.value,
+            vec![task("a", &agent, 1.0, 8.0), task("b", &agent, 1.0, 8.0)],
+            None,
+        ),
+    );
+    let mut odd = status("a", TaskState::TaskFailed, Some(UUID_A));
+    odd.reason = Some("no such\nreason".into());
+    w.m.agent_update(&agent, &fw, odd);
+    let mut known = status("b", TaskState::TaskFailed, Some(UUID_A));
+    known.reason = Some("REASON_COMMAND_EXECUTOR_FAILED".into());
+    w.m.agent_update(&agent, &fw, known);
+    assert_eq!(w.m.counter("tasks_failed"), 2, "both ended");
+    let reasons: Vec<&String> =
+        w.m.counters
+            .keys()
+            .filter(|k| k.starts_with("task_"))
+            .collect();
+    assert_eq!(
+        reasons,
+        ["task_failed/source_executor/reason_command_executor_failed"]
+    );
+}
