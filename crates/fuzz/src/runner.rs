@@ -170,12 +170,17 @@ fn record(report: &mut Report, save: &Path, finding: Finding, input: &[u8]) {
     let data = finding.artifact.as_deref().unwrap_or(input);
     let dir = save.join(&report.target);
     let path = dir.join(format!("crash-{:016x}", fnv1a(data)));
-    let saved = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&path, data))
-        .map_or_else(
-            |e| format!("not saved: cannot write {}: {e}", path.display()),
-            |()| format!("saved: {}", path.display()),
-        );
+    // Checks made after the last input have no input of their own.
+    let saved = if data.is_empty() {
+        "no input to save".to_owned()
+    } else {
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&path, data))
+            .map_or_else(
+                |e| format!("not saved: cannot write {}: {e}", path.display()),
+                |()| format!("saved: {}", path.display()),
+            )
+    };
     if *count > 1 {
         println!(
             "{}: another input for \"{}\"; {saved}",
