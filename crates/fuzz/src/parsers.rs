@@ -130,6 +130,11 @@ fn agent_operator_call_name(call: &agent::Call) -> &'static str {
         agent::Call::KillContainer(_) => "KILL_CONTAINER",
         agent::Call::RemoveContainer(_) => "REMOVE_CONTAINER",
         agent::Call::UpdateContainer(_) => "UPDATE_CONTAINER",
+        agent::Call::GetState => "GET_STATE",
+        agent::Call::GetFrameworks => "GET_FRAMEWORKS",
+        agent::Call::GetExecutors => "GET_EXECUTORS",
+        agent::Call::GetTasks => "GET_TASKS",
+        agent::Call::GetAgent => "GET_AGENT",
     }
 }
 
