@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod executor_api;
+pub mod files;
 pub mod master_link;
 pub mod registry;
 pub mod status_updates;
@@ -66,6 +67,7 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .route("/api/v1", axum::routing::any(api_v1))
         .route("/api/v1/executor", axum::routing::any(executor_api))
         .route("/metrics/snapshot", axum::routing::get(metrics_snapshot))
+        .merge(files::router())
         .fallback(|| async { error_response(&ApiError::not_found("404 Not Found.")) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -235,6 +237,8 @@ async fn handle(
             c.update(u).await.map_err(to_api)?;
             Ok(empty(StatusCode::OK))
         }
+        Call::ListFiles(l) => Ok(json(files::list_files(state, l.path).await?)),
+        Call::ReadFile(r) => Ok(json(files::read_file(state, r).await?)),
     }
 }
 
