@@ -64,10 +64,10 @@ impl AgentState {
 
 pub fn router(state: Arc<AgentState>) -> Router {
     Router::new()
+        .merge(files::router())
         .route("/api/v1", axum::routing::any(api_v1))
         .route("/api/v1/executor", axum::routing::any(executor_api))
         .route("/metrics/snapshot", axum::routing::get(metrics_snapshot))
-        .merge(files::router())
         .fallback(|| async { error_response(&ApiError::not_found("404 Not Found.")) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

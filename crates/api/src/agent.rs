@@ -20,13 +20,13 @@ pub const SUPPORTED_CALLS: &[&str] = &[
     "GET_FLAGS",
     "GET_METRICS",
     "GET_CONTAINERS",
+    "LIST_FILES",
+    "READ_FILE",
     "LAUNCH_CONTAINER",
     "WAIT_CONTAINER",
     "KILL_CONTAINER",
     "REMOVE_CONTAINER",
     "UPDATE_CONTAINER",
-    "LIST_FILES",
-    "READ_FILE",
 ];
 
 /// Agent call types that exist in Mesos but that this agent does not serve yet; they get
@@ -62,28 +62,13 @@ pub enum Call {
     GetFlags,
     GetMetrics,
     GetContainers(GetContainers),
+    ListFiles(ListFiles),
+    ReadFile(ReadFile),
     LaunchContainer(LaunchContainer),
     WaitContainer(ContainerId),
     KillContainer(KillContainer),
     RemoveContainer(ContainerId),
     UpdateContainer(UpdateContainer),
-    ListFiles(ListFiles),
-    ReadFile(ReadFile),
-}
-
-/// LIST_FILES: the entries of a directory the agent serves (see the agent's `files`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ListFiles {
-    pub path: String,
-}
-
-/// READ_FILE: up to `length` bytes (capped by the agent) from `offset`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ReadFile {
-    pub path: String,
-    pub offset: u64,
-    #[serde(default)]
-    pub length: Option<u64>,
 }
 
 /// Holdfast extension (Mesos's agent API has no such call): new requests and limits for a
@@ -129,6 +114,21 @@ pub struct KillContainer {
     pub container_id: ContainerId,
     #[serde(default)]
     pub signal: Option<i32>,
+}
+
+/// LIST_FILES: the entries of a directory the agent serves (see the agent's `files`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ListFiles {
+    pub path: String,
+}
+
+/// READ_FILE: up to `length` bytes (capped by the agent) from `offset`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ReadFile {
+    pub path: String,
+    pub offset: u64,
+    #[serde(default)]
+    pub length: Option<u64>,
 }
 
 #[derive(Deserialize)]
