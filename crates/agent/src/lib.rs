@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod executor_api;
+pub mod files;
 pub mod master_link;
 pub mod registry;
 pub mod state_view;
@@ -89,6 +90,7 @@ impl AgentState {
 
 pub fn router(state: Arc<AgentState>) -> Router {
     Router::new()
+        .merge(files::router())
         .route("/api/v1", axum::routing::any(api_v1))
         .route("/api/v1/executor", axum::routing::any(executor_api))
         .route("/metrics/snapshot", axum::routing::get(metrics_snapshot))
@@ -298,6 +300,8 @@ async fn handle(
             c.update(u).await.map_err(to_api)?;
             Ok(empty(StatusCode::OK))
         }
+        Call::ListFiles(l) => Ok(json(files::list_files(state, l.path).await?)),
+        Call::ReadFile(r) => Ok(json(files::read_file(state, r).await?)),
     }
 }
 

@@ -20,6 +20,8 @@ pub const SUPPORTED_CALLS: &[&str] = &[
     "GET_FLAGS",
     "GET_METRICS",
     "GET_CONTAINERS",
+    "LIST_FILES",
+    "READ_FILE",
     "LAUNCH_CONTAINER",
     "WAIT_CONTAINER",
     "KILL_CONTAINER",
@@ -37,8 +39,6 @@ pub const SUPPORTED_CALLS: &[&str] = &[
 const KNOWN_UNSUPPORTED_CALLS: &[&str] = &[
     "GET_LOGGING_LEVEL",
     "SET_LOGGING_LEVEL",
-    "LIST_FILES",
-    "READ_FILE",
     "GET_OPERATIONS",
     "GET_RESOURCE_PROVIDERS",
     "LAUNCH_NESTED_CONTAINER",
@@ -62,6 +62,8 @@ pub enum Call {
     GetFlags,
     GetMetrics,
     GetContainers(GetContainers),
+    ListFiles(ListFiles),
+    ReadFile(ReadFile),
     LaunchContainer(LaunchContainer),
     WaitContainer(ContainerId),
     KillContainer(KillContainer),
@@ -117,6 +119,21 @@ pub struct KillContainer {
     pub container_id: ContainerId,
     #[serde(default)]
     pub signal: Option<i32>,
+}
+
+/// LIST_FILES: the entries of a directory the agent serves (see the agent's `files`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ListFiles {
+    pub path: String,
+}
+
+/// READ_FILE: up to `length` bytes (capped by the agent) from `offset`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ReadFile {
+    pub path: String,
+    pub offset: u64,
+    #[serde(default)]
+    pub length: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +210,8 @@ pub fn parse_call(body: &[u8]) -> Result<Call, ApiError> {
             validate_id(&u.container_id)?;
             Call::UpdateContainer(u)
         }
+        "LIST_FILES" => Call::ListFiles(typed(required(payload, &field)?, &field)?),
+        "READ_FILE" => Call::ReadFile(typed(required(payload, &field)?, &field)?),
         other if KNOWN_UNSUPPORTED_CALLS.contains(&other) => {
             return Err(ApiError::new(
                 501,
@@ -298,6 +317,42 @@ pub struct WaitContainerResponse {
     pub limitation: Option<TaskResourceLimitation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// One directory entry of LIST_FILES (Mesos's `FileInfo`): `mode` is `st_mode` and
+/// `mtime` whole seconds, as Mesos reports them; `uid` and `gid` are names where the host
+/// has them, else the numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileInfo {
+    pub path: String,
+    pub nlink: u64,
+    pub size: u64,
+    pub mtime: TimeInfo,
+    pub mode: u32,
+    pub uid: String,
+    pub gid: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TimeInfo {
+    pub nanoseconds: i64,
+}
+
+impl TimeInfo {
+    pub fn from_secs(secs: i64) -> TimeInfo {
+        TimeInfo {
+            nanoseconds: secs.saturating_mul(1_000_000_000),
+        }
+    }
+}
+
+pub fn list_files_response(files: &[FileInfo]) -> Value {
+    json!({"type": "LIST_FILES", "list_files": {"file_infos": files}})
+}
+
+/// READ_FILE's answer: `data` is a protobuf `bytes` field, so base64.
+pub fn read_file_response(size: u64, data: &[u8]) -> Value {
+    json!({"type": "READ_FILE", "read_file": {"size": size, "data": crate::base64::encode(data)}})
 }
 
 pub fn health_response(healthy: bool) -> Value {
@@ -445,6 +500,73 @@ mod tests {
             assert!(e.message.contains(needle), "{body}: {}", e.message);
             assert!(!e.message.contains('\n'), "{body}: multi-line reason");
         }
+    }
+
+    #[test]
+    fn file_calls_parse_and_answer_as_mesos() {
+        // The bodies of agent-operator/30-list-files.json and 31-read-file.json.
+        assert_eq!(
+            parse_call(br#"{"type":"LIST_FILES","list_files":{"path":"/w/containers/c1"}}"#),
+            Ok(Call::ListFiles(ListFiles {
+                path: "/w/containers/c1".into()
+            }))
+        );
+        assert_eq!(
+            parse_call(br#"{"type":"READ_FILE","read_file":{"path":"/w/c/stdout","offset":0,"length":100}}"#),
+            Ok(Call::ReadFile(ReadFile {
+                path: "/w/c/stdout".into(),
+                offset: 0,
+                length: Some(100)
+            }))
+        );
+        assert_eq!(
+            parse_call(br#"{"type":"READ_FILE","read_file":{"path":"/w/c/stdout","offset":7}}"#),
+            Ok(Call::ReadFile(ReadFile {
+                path: "/w/c/stdout".into(),
+                offset: 7,
+                length: None
+            }))
+        );
+        for (body, needle) in [
+            (
+                r#"{"type":"LIST_FILES"}"#,
+                "Expecting 'list_files' to be present",
+            ),
+            (
+                r#"{"type":"READ_FILE","read_file":{"path":"/x"}}"#,
+                "missing field `offset`",
+            ),
+            (
+                r#"{"type":"READ_FILE","read_file":{"path":"/x","offset":-1}}"#,
+                "in 'read_file'",
+            ),
+        ] {
+            let e = err(body);
+            assert_eq!(e.status, 400, "{body}: {e}");
+            assert!(e.message.contains(needle), "{body}: {}", e.message);
+        }
+
+        let info = FileInfo {
+            path: "/w/c/stdout".into(),
+            nlink: 1,
+            size: 1077,
+            mtime: TimeInfo::from_secs(1795290214),
+            mode: 0o100644,
+            uid: "root".into(),
+            gid: "root".into(),
+        };
+        assert_eq!(
+            list_files_response(&[info]),
+            json!({"type": "LIST_FILES", "list_files": {"file_infos": [{
+                "path": "/w/c/stdout", "nlink": 1, "size": 1077,
+                "mtime": {"nanoseconds": 1795290214000000000_i64},
+                "mode": 33188, "uid": "root", "gid": "root"
+            }]}})
+        );
+        assert_eq!(
+            read_file_response(1077, b"hello-from-golden-task\n"),
+            json!({"type": "READ_FILE", "read_file": {"size": 1077, "data": "aGVsbG8tZnJvbS1nb2xkZW4tdGFzawo="}})
+        );
     }
 
     #[test]

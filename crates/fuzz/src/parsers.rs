@@ -135,6 +135,8 @@ fn agent_operator_call_name(call: &agent::Call) -> &'static str {
         agent::Call::GetExecutors => "GET_EXECUTORS",
         agent::Call::GetTasks => "GET_TASKS",
         agent::Call::GetAgent => "GET_AGENT",
+        agent::Call::ListFiles(_) => "LIST_FILES",
+        agent::Call::ReadFile(_) => "READ_FILE",
     }
 }
 
