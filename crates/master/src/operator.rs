@@ -169,6 +169,9 @@ pub fn framework_used(fw: &Framework) -> Resources {
     for t in fw.tasks.values().filter(|t| holds_resources(t)) {
         used += &t.resources;
     }
+    for (r, _) in fw.executor_usage.values() {
+        used += r;
+    }
     used
 }
 
@@ -290,6 +293,9 @@ pub fn role_usage(m: &Master, role: &str) -> (Resources, Resources) {
             .filter(|t| t.role == role && holds_resources(t))
         {
             allocated += &t.resources;
+        }
+        for (r, _) in fw.executor_usage.values().filter(|(_, r)| r == role) {
+            allocated += r;
         }
     }
     for o in m.offers.values().filter(|o| o.role == role) {

@@ -161,6 +161,10 @@ pub struct Framework {
     /// Executors its launches named (custom ones and task groups'), by (agent id,
     /// executor id), until they exit.
     pub executors: BTreeMap<(String, String), ExecutorInfo>,
+    /// What each executor the master started holds on its agent, apart from its tasks,
+    /// and the role it was allocated to: charged once, when its first task launched, and
+    /// freed when it exits (not when that task ends).
+    pub executor_usage: BTreeMap<(String, String), (Resources, String)>,
 }
 
 impl Framework {
@@ -417,6 +421,7 @@ impl Master {
                         completed: VecDeque::new(),
                         offers: BTreeSet::new(),
                         executors: BTreeMap::new(),
+                        executor_usage: BTreeMap::new(),
                     },
                 );
             }
@@ -615,6 +620,14 @@ impl Master {
     /// agents, its offers go back, and its id may not subscribe again.
     pub fn remove_framework(&mut self, framework: &str, now: Now) {
         self.rescind_framework_offers(framework, false);
+        let held: Vec<(String, String)> = self
+            .frameworks
+            .get(framework)
+            .map(|fw| fw.executor_usage.keys().cloned().collect())
+            .unwrap_or_default();
+        for key in &held {
+            self.release_executor(framework, key);
+        }
         let Some(mut fw) = self.frameworks.remove(framework) else {
             return;
         };
@@ -625,6 +638,7 @@ impl Master {
             .values()
             .chain(fw.completed.iter())
             .map(|t| t.agent_id.clone())
+            .chain(fw.executors.keys().map(|(a, _)| a.clone()))
             .collect();
         for agent in agents {
             self.send_agent(
@@ -846,18 +860,33 @@ impl Master {
             match op {
                 Operation::Launch(list) => {
                     for task in list {
+                        // An executor already on the agent is not charged again.
+                        let new_executor = task
+                            .executor
+                            .as_ref()
+                            .map(|e| (agent_id.clone(), e.executor_id.value.clone()))
+                            .filter(|key| {
+                                !self
+                                    .frameworks
+                                    .get(framework)
+                                    .is_some_and(|fw| fw.executors.contains_key(key))
+                            });
                         if let Some(resources) =
                             self.validate_task(framework, &agent_id, &task, None, &remaining, now)
                         {
                             remaining -= &resources;
-                            self.start_task(
-                                framework,
-                                &agent_id,
-                                &role,
-                                task.clone(),
-                                resources,
-                                None,
-                            );
+                            let executor_resources = match (&new_executor, &task.executor) {
+                                (Some(_), Some(e)) => {
+                                    Resources::new(e.resources.clone()).unwrap_or_default()
+                                }
+                                _ => Resources::default(),
+                            };
+                            let mut own = resources;
+                            own -= &executor_resources;
+                            self.start_task(framework, &agent_id, &role, task.clone(), own, None);
+                            if let Some(key) = new_executor {
+                                self.charge_executor(framework, key, &role, executor_resources);
+                            }
                             self.send_agent(
                                 &agent_id,
                                 AgentEvent::RunTask {
@@ -983,7 +1012,14 @@ impl Master {
             if let Some(e) = task.executor.as_ref() {
                 let r = Resources::new(e.resources.clone())
                     .map_err(|e| format!("Executor uses invalid resources: {e}"))?;
-                needed += &r;
+                // An executor already on the agent holds its resources already.
+                let running = self.frameworks.get(framework).is_some_and(|fw| {
+                    fw.executors
+                        .contains_key(&(agent.to_owned(), e.executor_id.value.clone()))
+                });
+                if !running {
+                    needed += &r;
+                }
             }
             if needed.is_empty() {
                 return Err("Task uses no resources".to_owned());
@@ -1053,6 +1089,40 @@ impl Master {
         };
         fw.tasks.insert(t.info.task_id.value.clone(), t.clone());
         self.tell_operators(OperatorEvent::TaskAdded(t));
+    }
+
+    /// An executor starts holding `resources` on its agent.
+    fn charge_executor(
+        &mut self,
+        framework: &str,
+        key: (String, String),
+        role: &str,
+        resources: Resources,
+    ) {
+        if resources.is_empty() {
+            return;
+        }
+        if let Some(a) = self.agents.get_mut(&key.0) {
+            a.used += &resources;
+        }
+        if let Some(fw) = self.frameworks.get_mut(framework) {
+            fw.executor_usage.insert(key, (resources, role.to_owned()));
+        }
+    }
+
+    /// The executor exited (or its framework went): what it held is free again.
+    fn release_executor(&mut self, framework: &str, key: &(String, String)) {
+        let Some((resources, role)) = self
+            .frameworks
+            .get_mut(framework)
+            .and_then(|fw| fw.executor_usage.remove(key))
+        else {
+            return;
+        };
+        if let Some(a) = self.agents.get_mut(&key.0) {
+            a.used -= &resources;
+        }
+        self.recover(framework, &role, &key.0, &resources, None);
     }
 
     fn release_task_resources(&mut self, task: &Task) {
@@ -1445,6 +1515,7 @@ impl Master {
         for fw in self.frameworks.values_mut() {
             // Its executors went with it.
             fw.executors.retain(|(a, _), _| a != agent);
+            fw.executor_usage.retain(|(a, _), _| a != agent);
             let partition_aware = fw.partition_aware();
             for t in fw.tasks.values_mut().filter(|t| t.agent_id == agent) {
                 if t.state.is_terminal() {
@@ -1551,6 +1622,7 @@ impl Master {
 
     pub fn executor_exited(&mut self, framework: &str, agent: &str, executor: Id, status: i32) {
         self.count("messages_exited_executor");
+        self.release_executor(framework, &(agent.to_owned(), executor.value.clone()));
         if let Some(fw) = self.frameworks.get_mut(framework) {
             fw.executors
                 .remove(&(agent.to_owned(), executor.value.clone()));

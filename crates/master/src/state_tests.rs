@@ -1048,3 +1048,54 @@ fn only_enum_like_reasons_become_counters() {
         ["task_failed/source_executor/reason_command_executor_failed"]
     );
 }
+
+#[test]
+fn an_executor_is_charged_once_and_freed_when_it_exits() {
+    let mut w = World::new();
+    let fw = w.framework("f", false);
+    let agent = w.agent("h1", "cpus:4;mem:4096");
+    let offers = w.offers();
+    let with_executor = |id: &str| {
+        let mut t = task(id, &agent, 0.5, 32.0);
+        t.command = None;
+        t.executor = Some(
+            serde_json::from_value(serde_json::json!({
+                "executor_id": {"value": "e"}, "command": {"value": "./exec"},
+                "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1.0}}]}))
+            .expect("executor"),
+        );
+        t
+    };
+    let out = w.call(
+        &fw,
+        launch(
+            &offers[0].1.id.value,
+            vec![with_executor("t1"), with_executor("t2")],
+            Some(0.0),
+        ),
+    );
+    assert!(updates(&out).is_empty(), "both launch: {out:?}");
+    let used = |w: &World| w.m.agents[&agent].used.scalar("cpus");
+    assert_eq!(
+        used(&w),
+        2.0,
+        "two tasks of 0.5 and their executor's 1 once"
+    );
+
+    // A task that ends leaves the executor holding its share.
+    w.m.agent_update(&agent, &fw, status("t1", TaskState::TaskFinished, None));
+    assert_eq!(used(&w), 1.5);
+
+    w.m.executor_exited(&fw, &agent, Id::new("e"), 0);
+    assert_eq!(used(&w), 0.5, "the executor's share is free once it exits");
+    // A third task with the same executor id starts it anew, and is charged for it.
+    let offers = w.offers();
+    w.call(
+        &fw,
+        launch(&offers[0].1.id.value, vec![with_executor("t3")], Some(0.0)),
+    );
+    assert_eq!(used(&w), 2.0);
+    // TEARDOWN frees everything.
+    w.call(&fw, CallBody::Teardown);
+    assert_eq!(used(&w), 0.0);
+}
