@@ -20,7 +20,14 @@ pub mod runner;
 use corpus::Corpus;
 
 /// Every target, in the order `--target all` runs them.
-pub const TARGETS: &[&str] = &["scheduler", "agent", "internal", "master", "master-http"];
+pub const TARGETS: &[&str] = &[
+    "scheduler",
+    "agent",
+    "executor",
+    "internal",
+    "master",
+    "master-http",
+];
 
 /// Something a run found that is not a panic: a broken invariant, a 5xx, a dead master.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +99,7 @@ pub fn in_process_target(name: &str, corpus: &Corpus) -> Option<Box<dyn Target>>
         "scheduler" => Box::new(parsers::SchedulerParser::new(corpus)),
         "agent" => Box::new(parsers::AgentParser::new(corpus)),
         "internal" => Box::new(parsers::InternalParser::new(corpus)),
+        "executor" => Box::new(parsers::ExecutorParser::new(corpus)),
         "master" => Box::new(master::MasterTarget::new(corpus)),
         _ => return None,
     })

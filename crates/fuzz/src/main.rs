@@ -16,7 +16,7 @@ usage: holdfast-fuzz [--seconds N] [--seed S] [--target NAME|all] [--save DIR] [
 
   --seconds N    time for each target (default 10; fractions allowed)
   --seed S       seed of the mutations (default: from the clock; printed, to repeat a run)
-  --target NAME  scheduler, agent, internal, master, master-http, or all (the default)
+  --target NAME  scheduler, agent, executor, internal, master, master-http, or all (the default)
   --save DIR     where inputs that found something are saved, under DIR/<target>/
                  (default: target/fuzz-crashes next to this binary's profile directory)
   --corpus DIR   fixtures to take seed requests from (default: ../shared/fixtures

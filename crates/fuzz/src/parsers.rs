@@ -1,10 +1,10 @@
-//! Targets for the pure call parsers: the scheduler API, the agent operator API and the
-//! internal agent protocol. Besides not panicking, a refused call must be refused the
+//! Targets for the pure call parsers: the scheduler API, the agent operator API, the
+//! executor API and the internal agent protocol. Besides not panicking, a refused call must be refused the
 //! way clients rely on: a 4xx (or 501 for a call named as not served) and a non-empty,
 //! one-line reason.
 
 use holdfast_api::internal::AgentCall;
-use holdfast_api::{agent, scheduler, ApiError};
+use holdfast_api::{agent, executor, scheduler, ApiError};
 
 use crate::corpus::{Corpus, AGENT_SEEDS, INTERNAL_SEEDS, SCHEDULER_SEEDS};
 use crate::{Finding, Target};
@@ -99,6 +99,43 @@ impl Target for AgentParser {
     fn run(&mut self, input: &[u8]) -> Result<String, Finding> {
         match agent::parse_call(input) {
             Ok(call) => Ok(format!("ok {}", agent_operator_call_name(&call))),
+            Err(e) => check_refusal(&e),
+        }
+    }
+}
+
+/// `holdfast_api::executor::parse_call` (the agent's `/api/v1/executor`).
+pub struct ExecutorParser {
+    seeds: Vec<Vec<u8>>,
+}
+
+impl ExecutorParser {
+    pub fn new(corpus: &Corpus) -> ExecutorParser {
+        ExecutorParser {
+            seeds: seeds(corpus, &["/api/v1/executor"], &[]),
+        }
+    }
+}
+
+impl Target for ExecutorParser {
+    fn name(&self) -> &'static str {
+        "executor"
+    }
+
+    fn seeds(&self) -> Vec<Vec<u8>> {
+        self.seeds.clone()
+    }
+
+    fn run(&mut self, input: &[u8]) -> Result<String, Finding> {
+        match executor::parse_call(input) {
+            Ok(call) => Ok(format!(
+                "ok {}",
+                match call.body {
+                    executor::CallBody::Subscribe { .. } => "SUBSCRIBE",
+                    executor::CallBody::Update(_) => "UPDATE",
+                    executor::CallBody::Message(_) => "MESSAGE",
+                }
+            )),
             Err(e) => check_refusal(&e),
         }
     }
