@@ -547,3 +547,72 @@ fn holdfast_local_is_a_cluster_of_one() {
     );
     assert!(stdout.contains("TASK_FINISHED"), "{stdout}");
 }
+
+#[test]
+fn an_update_made_while_the_master_was_away_reaches_the_framework() {
+    let Some((mut master, agent)) = cluster(&["--resources=cpus:1;mem:256"]) else {
+        return;
+    };
+    let info = json!({"user": "root", "name": "patient", "failover_timeout": 3600.0,
+                      "capabilities": [{"type": "PARTITION_AWARE"}]});
+    let mut s = Scheduler::subscribe_as(master.port, info.clone());
+    let offers = s.offers();
+    // The task ends when told to, through a file in its sandbox.
+    s.launch(
+        &offers[0],
+        vec![command_task(
+            "waiter",
+            "while [ ! -e go ]; do sleep 0.05; done",
+            0.1,
+        )],
+    );
+    let mut sandbox = None;
+    while sandbox.is_none() {
+        let st = s.next_update();
+        if st["state"] == "TASK_RUNNING" {
+            let cid = st["container_status"]["container_id"]["value"]
+                .as_str()
+                .expect("container id")
+                .to_owned();
+            sandbox = Some(agent.work_dir().join("containers").join(cid));
+        }
+    }
+    let agent_id = offers[0]["agent_id"]["value"].clone();
+    let framework_id = s.id().to_owned();
+
+    // The master dies; meanwhile the task finishes and the agent keeps the update.
+    master.kill9();
+    drop(s);
+    std::fs::write(sandbox.expect("sandbox").join("go"), "").expect("go");
+    std::thread::sleep(Duration::from_millis(500));
+    master.restart(&[]);
+
+    // The framework comes back under its id; the agent registers again under its own,
+    // and the update it kept arrives and is acknowledged.
+    let mut info = info;
+    info["id"] = json!({ "value": framework_id });
+    let mut s = Scheduler::subscribe_as(master.port, info);
+    let finished = loop {
+        let st = s.next_update();
+        if st["task_id"]["value"] == "waiter" && st["state"] == "TASK_FINISHED" {
+            break st;
+        }
+    };
+    assert_eq!(finished["agent_id"]["value"], agent_id, "the same agent id");
+    assert_eq!(finished["message"], "Command exited with status 0");
+    // Once acknowledged, the agent lists it completed.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, body) = agent.call(json!({"type": "GET_TASKS"}));
+        let v: Value = serde_json::from_str(&body).expect("json");
+        if v["get_tasks"]["completed_tasks"][0]["task_id"]["value"] == "waiter" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not completed: {body}\n{}",
+            master.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -23,7 +23,16 @@ impl Master {
     pub fn start(extra: &[&str]) -> Master {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("master.log")).expect("log");
+        let child = Master::spawn(port, &dir, extra);
+        Master { child, port, dir }
+    }
+
+    fn spawn(port: u16, dir: &tempfile::TempDir, extra: &[&str]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("master.log"))
+            .expect("log");
         let child = Command::new(BIN)
             .arg("master")
             .arg(format!("--port={port}"))
@@ -42,7 +51,19 @@ impl Master {
             assert!(Instant::now() < deadline, "master did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Master { child, port, dir }
+        child
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts again on the same port (after [`kill9`](Self::kill9)).
+    pub fn restart(&mut self, extra: &[&str]) {
+        self.kill9();
+        self.child = Master::spawn(self.port, &self.dir, extra);
     }
 
     pub fn addr(&self) -> String {
@@ -200,12 +221,19 @@ impl Scheduler {
     /// Subscribes with `capabilities` (e.g. `["TASK_KILLING_STATE"]`) and reads SUBSCRIBED.
     pub fn subscribe(port: u16, name: &str, capabilities: &[&str]) -> Scheduler {
         let caps: Vec<Value> = capabilities.iter().map(|c| json!({"type": c})).collect();
-        let mut events = EventStream::open(
+        Scheduler::subscribe_as(
             port,
-            "/api/v1/scheduler",
-            &json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
-                "user": "root", "name": name, "capabilities": caps}}}),
-        );
+            json!({"user": "root", "name": name, "capabilities": caps, "failover_timeout": 3600.0}),
+        )
+    }
+
+    /// Subscribes with this `FrameworkInfo` (with an `id`, to fail over).
+    pub fn subscribe_as(port: u16, info: Value) -> Scheduler {
+        let mut body = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}});
+        if let Some(id) = info.get("id") {
+            body["framework_id"] = id.clone();
+        }
+        let mut events = EventStream::open(port, "/api/v1/scheduler", &body);
         let subscribed = events.next_of("SUBSCRIBED");
         let framework_id = subscribed["subscribed"]["framework_id"].clone();
         Scheduler {
