@@ -56,6 +56,12 @@ pub fn run(flags: MasterFlags) -> anyhow::Result<ExitCode> {
             "--heartbeat_interval and --agent_ping_timeout must be longer than zero (e.g. 15secs)"
         );
     }
+    // Every agent keeps a stream open and makes its calls on a connection of its own, so
+    // a thousand agents need more descriptors than the usual soft limit of 1024; past it
+    // new connections are not accepted and agents miss their pings.
+    if let Err(e) = holdfast_process::fds::raise_nofile_limit() {
+        tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE; the number of agents and frameworks is bounded by the current limit");
+    }
     std::fs::create_dir_all(&flags.work_dir)
         .with_context(|| format!("cannot create --work_dir {}", flags.work_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
