@@ -72,11 +72,27 @@ pub fn run(flags: MasterFlags) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve(flags))
 }
 
+/// Connections the kernel may queue before the master accepts them (it caps this at
+/// `net.core.somaxconn`). With the usual 128, a thousand agents subscribing at once (after
+/// a restart of the master or of the network) overflow the queue, and each dropped
+/// connection is retried only after 1 s, then 3 s, 7 s and so on.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind`: a restarted master can take its port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 async fn serve(flags: MasterFlags) -> anyhow::Result<ExitCode> {
     let addr = std::net::SocketAddr::new(flags.ip, flags.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let ipv4 = match flags.ip {
         IpAddr::V4(ip) => ip,
         IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
