@@ -90,6 +90,12 @@ pub struct MasterArgs {
     /// The master's `--agent_ping_timeout`, which is also how often it pings each agent.
     #[arg(long = "agent-ping-timeout", default_value = "1secs")]
     pub agent_ping_timeout: String,
+    /// The master's `--max_agent_ping_timeouts`: unanswered pings in a row after which an
+    /// agent is unreachable. Above the master's default of 5, so that a busy shared machine
+    /// does not end a run (a PONG waits in the master's queue behind the SUBSCRIBEs and
+    /// ACCEPTs before it counts).
+    #[arg(long = "max-agent-ping-timeouts", default_value_t = 15)]
+    pub max_agent_ping_timeouts: u32,
     /// An extra flag for the master, e.g. `--master-arg=--logging_level=WARNING`
     /// (repeatable).
     #[arg(long = "master-arg", allow_hyphen_values = true)]
@@ -309,6 +315,10 @@ impl MasterProcess {
             .arg(format!("--port={}", addr.port()))
             .arg(format!("--work_dir={}", work_dir.display()))
             .arg(format!("--agent_ping_timeout={}", args.agent_ping_timeout))
+            .arg(format!(
+                "--max_agent_ping_timeouts={}",
+                args.max_agent_ping_timeouts
+            ))
             .args(&args.master_args)
             .stdin(Stdio::null())
             .stdout(out)
@@ -1294,11 +1304,12 @@ fn render(holdfast: &Path, args: &MasterArgs, r: &Results) -> String {
     );
     let _ = writeln!(
         out,
-        "Host: nproc {}, kernel {}. Master: {version}, `--agent_ping_timeout={}`. \
-         {n} agents, {t} tasks.\n",
+        "Host: nproc {}, kernel {}. Master: {version}, `--agent_ping_timeout={}`, \
+         `--max_agent_ping_timeouts={}`. {n} agents, {t} tasks.\n",
         procfs::nproc(),
         procfs::kernel_release(),
-        args.agent_ping_timeout
+        args.agent_ping_timeout,
+        args.max_agent_ping_timeouts
     );
     let _ = writeln!(out, "| Figure | Measured |");
     let _ = writeln!(out, "|---|---|");
