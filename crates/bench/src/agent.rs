@@ -255,7 +255,7 @@ impl Setup {
 }
 
 /// A free port on 127.0.0.1 when `port` is 0.
-fn pick_port(port: u16) -> anyhow::Result<u16> {
+pub fn pick_port(port: u16) -> anyhow::Result<u16> {
     if port != 0 {
         return Ok(port);
     }

@@ -1,5 +1,5 @@
-//! `holdfast-bench`: measures a real Holdfast agent on this host and prints the figures as
-//! a Markdown table.
+//! `holdfast-bench`: measures a real Holdfast agent (or master) on this host and prints the
+//! figures as a Markdown table.
 //!
 //! ```text
 //! cargo build --release -p holdfast -p holdfast-bench && sudo target/release/holdfast-bench
@@ -21,12 +21,17 @@
 //! * **footprint**: `VmRSS` of the idle agent, of the agent holding `--containers`
 //!   containers, and of their supervisors.
 //!
+//! * **master** (only when named; see `master.rs`): a `holdfast master` with `--agents`
+//!   simulated agents and one framework: registration, CPU and RSS in steady state, offer
+//!   cycle latency, and `--tasks` task launches. It needs neither root nor cgroups.
+//!
 //! The figures are reported, not asserted: the exit status is non-zero only when the bench
 //! could not run or the agent misbehaved (a failed call, a container lost in recovery).
 //! See `docs/benchmarks.md`.
 
 mod agent;
 mod http;
+mod master;
 mod procfs;
 mod stats;
 
@@ -59,9 +64,11 @@ const HEALTH_POLL: Duration = Duration::from_millis(2);
 #[command(
     name = "holdfast-bench",
     version,
-    about = "Measures a Holdfast agent: launch latency, recovery time, memory footprint",
-    long_about = "Measures a Holdfast agent: launch latency, recovery time, memory footprint.\n\
-                  Needs root and a cgroup2 mount. Prints a Markdown table on stdout, progress on stderr."
+    about = "Measures Holdfast: the agent's launch latency, recovery time and memory footprint; the master at scale",
+    long_about = "Measures Holdfast: the agent's launch latency, recovery time and memory footprint;\n\
+                  the master with many simulated agents (`master`).\n\
+                  The agent benchmarks need root and a cgroup2 mount. Prints a Markdown table on stdout,\n\
+                  progress on stderr."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -89,7 +96,7 @@ struct Cli {
     agent_args: Vec<String>,
 }
 
-#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, Clone, PartialEq, Eq)]
 enum What {
     /// Everything (the default).
     All,
@@ -99,6 +106,8 @@ enum What {
     Recovery,
     /// Memory footprint only.
     Footprint,
+    /// The master with simulated agents and a framework (not part of `all`).
+    Master(master::MasterArgs),
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -210,6 +219,9 @@ fn default_holdfast() -> PathBuf {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    if let Some(What::Master(args)) = &cli.what {
+        return master::run(cli, args);
+    }
     if effective_uid() != Some(0) {
         bail!("must run as root: the agent creates cgroups and starts containers");
     }
@@ -224,7 +236,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     keep_inherited_fds_from_agent();
     install_signal_handlers()?;
 
-    let what = cli.what.unwrap_or(What::All);
+    let what = cli.what.clone().unwrap_or(What::All);
     let mut setup = Setup::create(
         holdfast,
         mounts,

@@ -2,6 +2,7 @@
 //! parents, the cgroup2 mount, and the machine facts printed with the results.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
@@ -12,6 +13,41 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     status_field(&status, "VmRSS")
         .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
         .with_context(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// `VmHWM` of a process (the highest RSS it reached), in KiB.
+pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read /proc/{pid}/status"))?;
+    status_field(&status, "VmHWM")
+        .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmHWM in /proc/{pid}/status"))
+}
+
+/// CPU time a process has used so far, user plus system (`utime + stime` of
+/// `/proc/<pid>/stat`), over all its threads.
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
+    let ticks = stat_cpu_ticks(&stat).with_context(|| format!("bad /proc/{pid}/stat: {stat}"))?;
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second)
+        .ok()
+        .filter(|&t| t > 0)
+        .unwrap_or(100);
+    Ok(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+/// `utime + stime` in clock ticks. The name in parentheses may hold spaces and
+/// parentheses, so fields are counted from the last `)`: the state is field 3, utime 14
+/// and stime 15.
+fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(14 - 3);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// Resident memory of a process, in KiB, as `/proc/<pid>/status` splits it.
@@ -192,6 +228,15 @@ mod tests {
         assert_eq!(m.unified, PathBuf::from("/mnt/cg two"));
         assert!(!m.hybrid);
         assert!(parse_mountinfo("1 0 0:1 / / rw - ext4 /dev/sda rw\n").is_err());
+    }
+
+    #[test]
+    fn cpu_ticks_from_stat() {
+        let stat = "4242 (holdfast (x) y) S 1 4242 4242 0 -1 4194560 2000 0 0 0 \
+                    150 37 0 0 20 0 3 0 123456 1000000 500 18446744073709551615";
+        assert_eq!(stat_cpu_ticks(stat), Some(187));
+        assert_eq!(stat_cpu_ticks("1 (x) S 1 2"), None);
+        cpu_time(std::process::id()).expect("this process's own stat parses");
     }
 
     #[test]

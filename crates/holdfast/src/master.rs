@@ -56,6 +56,12 @@ pub fn run(flags: MasterFlags) -> anyhow::Result<ExitCode> {
             "--heartbeat_interval and --agent_ping_timeout must be longer than zero (e.g. 15secs)"
         );
     }
+    // Every agent keeps a stream open and makes its calls on a connection of its own, so
+    // a thousand agents need more descriptors than the usual soft limit of 1024; past it
+    // new connections are not accepted and agents miss their pings.
+    if let Err(e) = holdfast_process::fds::raise_nofile_limit() {
+        tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE; the number of agents and frameworks is bounded by the current limit");
+    }
     std::fs::create_dir_all(&flags.work_dir)
         .with_context(|| format!("cannot create --work_dir {}", flags.work_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -66,11 +72,27 @@ pub fn run(flags: MasterFlags) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve(flags))
 }
 
+/// Connections the kernel may queue before the master accepts them (it caps this at
+/// `net.core.somaxconn`). With the usual 128, a thousand agents subscribing at once (after
+/// a restart of the master or of the network) overflow the queue, and each dropped
+/// connection is retried only after 1 s, then 3 s, 7 s and so on.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind`: a restarted master can take its port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 pub async fn serve(flags: MasterFlags) -> anyhow::Result<ExitCode> {
     let addr = std::net::SocketAddr::new(flags.ip, flags.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let ipv4 = match flags.ip {
         IpAddr::V4(ip) => ip,
         IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
