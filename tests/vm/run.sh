@@ -10,7 +10,7 @@
 #   -k            keep the job dir (console log, command, output)
 # env:
 #   HOLDFAST_VM_CACHE    cache dir (default ~/.cache/holdfast-vm)
-#   HOLDFAST_VM_MEM      guest MiB (default 2048)       HOLDFAST_VM_CPUS  guest CPUs (default 2)
+#   HOLDFAST_VM_MEM      guest MiB (default 4096)       HOLDFAST_VM_CPUS  guest CPUs (default 2)
 #   HOLDFAST_VM_TIMEOUT  seconds for the whole run (default 1800)
 #   HOLDFAST_VM_KERNEL_PKG  Debian kernel package (default: what linux-image-amd64 depends on)
 #
@@ -25,7 +25,7 @@ set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd -P)
 CACHE=${HOLDFAST_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/holdfast-vm}
-MEM=${HOLDFAST_VM_MEM:-2048}
+MEM=${HOLDFAST_VM_MEM:-4096}
 CPUS=${HOLDFAST_VM_CPUS:-2}
 TIMEOUT=${HOLDFAST_VM_TIMEOUT:-1800}
 SHELL_CMD=

@@ -40,6 +40,8 @@ const STREAM_BACKLOG: usize = 8192;
 /// How often idle agents' availability is offered again, so filters that expired are
 /// noticed (Mesos's `--allocation_interval`).
 const ALLOCATION_INTERVAL: Duration = Duration::from_secs(1);
+/// Queued commands handled before one allocation pass.
+const MAX_COMMANDS_PER_ALLOCATION: usize = 1024;
 /// Operator SUBSCRIBE streams open at once (Mesos's
 /// `--max_operator_event_stream_subscribers` default); more are refused.
 const MAX_OPERATOR_SUBSCRIBERS: usize = 1000;
@@ -240,6 +242,16 @@ async fn run_state(mut master: Master, mut rx: mpsc::Receiver<Command>) {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return };
                 handle_command(&mut master, cmd, &mut streams);
+                // Commands already waiting are handled before the allocation they may
+                // all change: one pass over the agents for a burst (a thousand agents
+                // registering, a framework acknowledging a thousand updates), not one
+                // per command. An idle queue still allocates at once.
+                for _ in 1..MAX_COMMANDS_PER_ALLOCATION {
+                    match rx.try_recv() {
+                        Ok(cmd) => handle_command(&mut master, cmd, &mut streams),
+                        Err(_) => break,
+                    }
+                }
                 master.allocate(now(), false);
             }
             _ = heartbeat.tick() => {
