@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::io::Read as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -175,32 +174,7 @@ fn now() -> Now {
     }
 }
 
-/// A random (version 4) UUID, for master and stream ids.
-pub fn uuid4() -> String {
-    let mut b = [0u8; 16];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_err()
-    {
-        // Unique enough for ids if the kernel's generator cannot be read.
-        let t = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        b = (t ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
+pub use holdfast_api::ids::uuid4;
 
 /// Starts the task that owns `master` and returns the handle handlers use.
 pub fn start(master: Master, version: Value, flags: Value) -> MasterHandle {
@@ -1041,14 +1015,5 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
         assert_eq!(pairs, expected);
         assert!(query_pairs("").is_empty());
-    }
-
-    #[test]
-    fn uuids_are_version_4() {
-        let u = uuid4();
-        assert_eq!(u.len(), 36);
-        assert_eq!(u.as_bytes()[14], b'4');
-        assert!(matches!(u.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{u}");
-        assert_ne!(u, uuid4());
     }
 }
