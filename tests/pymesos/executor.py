@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A custom executor built on pymesos (its MesosExecutorDriver), for framework.py's
 executor mode.
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A framework built on pymesos (its MesosSchedulerDriver), run against a Holdfast master.
 
 Two modes:
@@ -58,9 +57,10 @@ class Framework(Scheduler):
         self.launched = 0
         self.offers = 0
         self.updates = 0
-        # (task, state) pairs seen more than once: an update the agent sent again, which
-        # it does only while the first one is unacknowledged.
+        # Updates of a (task, state) seen before: the agent sends an update again while
+        # it waits for its acknowledgement (after 10 s, or when it registers again).
         self.repeated = 0
+        self.seen = set()
         self.states = collections.Counter()
         self.last_state = {}
         self.ready = set()
@@ -96,11 +96,12 @@ class Framework(Scheduler):
         with self.lock:
             task, state = update.task_id.value, update.state
             self.updates += 1
-            if self.last_state.get(task) == state:
+            if (task, state) in self.seen:
                 self.repeated += 1
             else:
+                self.seen.add((task, state))
                 self.states[state] += 1
-            self.last_state[task] = state
+                self.last_state[task] = state
             if state in TERMINAL and state != "TASK_FINISHED":
                 self.fail("task %s ended %s: %s (%s)" % (
                     task, state, update.get("message", ""), update.get("reason", "")))

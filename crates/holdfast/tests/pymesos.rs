@@ -145,7 +145,9 @@ fn diagnostics(run: &Run, master: &Master, agent: &Agent) -> String {
 
 #[test]
 fn a_pymesos_framework_runs_a_hundred_command_tasks() {
-    let Some((master, agent, python)) = cluster(&["--resources=cpus:8;mem:8192"]) else {
+    // Ten tasks of 0.1 cpus at a time: more at once overwhelm systemd in the (emulated)
+    // VM, where scope creation then times out.
+    let Some((master, agent, python)) = cluster(&["--resources=cpus:1;mem:2048"]) else {
         return;
     };
     let run = run_framework(&python, &master, &["--mode=command", "--tasks=100"]);
@@ -154,12 +156,14 @@ fn a_pymesos_framework_runs_a_hundred_command_tasks() {
     let summary = run.summary();
     let n = |word: &str| count(summary, word).unwrap_or_else(|| panic!("no {word} in: {summary}"));
     assert_eq!((n("of"), n("tasks")), (100, 100), "{summary}");
-    // The agent sends a task's next update only once the previous one is acknowledged,
-    // so 300 updates (STARTING, RUNNING, FINISHED each) mean pymesos acknowledged them.
-    assert_eq!(n("updates"), 300, "{summary}");
-    assert_eq!(n("repeated"), 0, "an update came twice: {summary}");
-    // 8 cpus hold 80 tasks of 0.1, so the rest went out on later offers.
-    assert!(n("offers") >= 2, "{summary}");
+    // STARTING, RUNNING and FINISHED for each task. The agent sends a task's next update
+    // only once the previous one is acknowledged, so getting this far means pymesos
+    // acknowledged them. An update may come twice when its acknowledgement takes longer
+    // than the agent's 10 s retry (pymesos handles events one at a time, on one thread,
+    // and the VM is slow): at-least-once delivery, counted apart.
+    assert_eq!(n("updates") - n("repeated"), 300, "{summary}");
+    // The agent holds ten tasks at a time, so the rest went out on later offers.
+    assert!(n("offers") >= 10, "{summary}");
 }
 
 #[test]
@@ -174,8 +178,11 @@ fn a_pymesos_executor_runs_tasks_and_exchanges_messages() {
     let summary = run.summary();
     let n = |word: &str| count(summary, word).unwrap_or_else(|| panic!("no {word} in: {summary}"));
     assert_eq!((n("of"), n("tasks")), (5, 5), "{summary}");
-    assert_eq!(n("updates"), 10, "RUNNING and FINISHED each: {summary}");
-    assert_eq!(n("repeated"), 0, "{summary}");
+    assert_eq!(
+        n("updates") - n("repeated"),
+        10,
+        "RUNNING and FINISHED each: {summary}"
+    );
     assert_eq!((n("ready"), n("answered")), (5, 5), "{summary}");
 
     // The framework tore itself down; the agent shut the executor down and its sandbox
