@@ -264,7 +264,7 @@ printf 'MODULES=%q\nMODDIR=%q\nSRCDIR=%q\n' "$CACHE/kernel/lib/modules/$KVER" "$
   echo 'export HOLDFAST_REQUIRE_CGROUP2=1 HOLDFAST_REQUIRE_CONTROLLERS=1 HOLDFAST_REQUIRE_SYSTEMD=1 HOLDFAST_VM=1'
   # A scratch disk (sparse, thrown away with the VM) for the io limit tests.
   echo 'export HOLDFAST_TEST_BLOCK_DEVICE=/dev/vda'
-  for e in RUST_BACKTRACE RUST_LOG NEXTEST_PROFILE; do
+  for e in RUST_BACKTRACE RUST_LOG NEXTEST_PROFILE HOLDFAST_REQUIRE_PYMESOS HOLDFAST_PYMESOS_VENV; do
     [ -z "${!e+x}" ] || printf 'export %s=%q\n' "$e" "${!e}"
   done
   echo 'rc=0'

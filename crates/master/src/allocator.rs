@@ -41,8 +41,10 @@
 //!
 //! A framework is eligible for a role on an agent when it subscribes to the role (a
 //! framework given no roles subscribes to [`DEFAULT_ROLE`]), is not suppressed for it, and
-//! has no refusal filter for the agent whose `until` is still after `now` (a filter with
-//! `until <= now` has expired). An agent with no eligible framework is left out.
+//! has no refusal filter for the agent that holds what the agent has available and whose
+//! `until` is still after `now` (a filter with `until <= now` has expired). As in Mesos, a
+//! filter covers only what was refused: once more is available (a task ended), the agent
+//! is offered again. An agent with no eligible framework is left out.
 //!
 //! Each decision is counted as allocated before the next agent is considered, so within
 //! one call the shares move as they would if the caller allocated as it went (two equal
@@ -119,8 +121,16 @@ struct Framework {
     /// share away; kept for roles the framework has left while it still holds resources
     /// there, since those still count towards the role's share.
     allocated: BTreeMap<String, BTreeMap<String, Scalars>>,
-    /// agent -> refused until.
-    refused: BTreeMap<String, Instant>,
+    /// agent -> its refusal filters.
+    refused: BTreeMap<String, Vec<Refusal>>,
+}
+
+/// Resources of one agent a framework refused (declined, or left unused when it accepted
+/// an offer), kept from it until `until`.
+#[derive(Debug, Clone)]
+struct Refusal {
+    resources: Scalars,
+    until: Instant,
 }
 
 impl Framework {
@@ -134,8 +144,14 @@ impl Framework {
         sum
     }
 
-    fn is_filtered(&self, agent: &str, now: Instant) -> bool {
-        self.refused.get(agent).is_some_and(|until| *until > now)
+    /// Whether a filter still running at `now` holds all of `offered` (Mesos's
+    /// `RefusedOfferFilter`: the refused resources are a superset of the offer).
+    fn is_filtered(&self, agent: &str, offered: &Scalars, now: Instant) -> bool {
+        self.refused.get(agent).is_some_and(|filters| {
+            filters
+                .iter()
+                .any(|f| f.until > now && contains(&f.resources, offered))
+        })
     }
 }
 
@@ -261,25 +277,32 @@ impl Allocator {
         }
     }
 
-    /// Keeps `agent`'s resources away from `framework` until `until` (see
-    /// [`refuse_timeout`]). A later `until` than an existing filter's extends it; an
-    /// earlier one does not shorten it, as Mesos keeps every filter until it expires.
-    pub fn refuse(&mut self, framework: &str, agent: &str, until: Instant) {
+    /// Keeps `resources` of `agent` away from `framework` until `until` (see
+    /// [`refuse_timeout`]): while it lasts, the agent is not offered to the framework
+    /// unless it has more available than that. Each filter runs its own course, as in
+    /// Mesos; one that a new filter covers in resources and time is dropped, so repeated
+    /// declines of the same offer do not pile up.
+    pub fn refuse(&mut self, framework: &str, agent: &str, resources: &Scalars, until: Instant) {
         if !self.agents.contains_key(agent) {
             return;
         }
         let Some(fw) = self.frameworks.get_mut(framework) else {
             return;
         };
-        let entry = fw.refused.entry(agent.to_string()).or_insert(until);
-        *entry = (*entry).max(until);
+        let resources = clean(resources);
+        let filters = fw.refused.entry(agent.to_string()).or_default();
+        filters.retain(|f| !(f.until <= until && contains(&resources, &f.resources)));
+        filters.push(Refusal { resources, until });
     }
 
     /// Drops every filter that has expired at `now`. Optional: expired filters are
     /// ignored anyway; this only frees their memory.
     pub fn expire_filters(&mut self, now: Instant) {
         for fw in self.frameworks.values_mut() {
-            fw.refused.retain(|_, until| *until > now);
+            for filters in fw.refused.values_mut() {
+                filters.retain(|f| f.until > now);
+            }
+            fw.refused.retain(|_, filters| !filters.is_empty());
         }
     }
 
@@ -363,11 +386,17 @@ impl Allocator {
         share(&sum, &self.cluster_total())
     }
 
-    /// Whether `framework` is refused `agent` at `now`.
-    pub fn is_filtered(&self, framework: &str, agent: &str, now: Instant) -> bool {
+    /// Whether `framework` is refused `offered` of `agent` at `now`.
+    pub fn is_filtered(
+        &self,
+        framework: &str,
+        agent: &str,
+        offered: &Scalars,
+        now: Instant,
+    ) -> bool {
         self.frameworks
             .get(framework)
-            .is_some_and(|fw| fw.is_filtered(agent, now))
+            .is_some_and(|fw| fw.is_filtered(agent, &clean(offered), now))
     }
 
     /// Whether `framework` is suppressed in `role`.
@@ -409,7 +438,7 @@ impl Allocator {
             // role -> its eligible frameworks (BTreeMaps, so ties resolve by name/id).
             let mut eligible: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
             for (id, fw) in &self.frameworks {
-                if fw.is_filtered(agent, now) {
+                if fw.is_filtered(agent, &offered, now) {
                     continue;
                 }
                 for role in fw.roles.difference(&fw.suppressed) {
@@ -472,6 +501,12 @@ fn clean(amount: &Scalars) -> Scalars {
         // Rounding can overflow a huge value to infinity, so check after it.
         .filter(|(_, v)| v.is_finite() && *v > 0.0)
         .collect()
+}
+
+/// Whether `whole` holds at least `part` of every resource (both cleaned).
+fn contains(whole: &Scalars, part: &Scalars) -> bool {
+    part.iter()
+        .all(|(name, value)| whole.get(name).is_some_and(|have| have >= value))
 }
 
 fn add_into(target: &mut Scalars, amount: &Scalars) {
@@ -684,16 +719,16 @@ mod tests {
         let t0 = Instant::now();
         let mut alloc = cluster(2);
         alloc.add_framework("a", &[]);
-        alloc.refuse("a", "a0", t0 + Duration::from_secs(5));
+        alloc.refuse("a", "a0", &node(), t0 + Duration::from_secs(5));
 
         let free = all_free(&alloc);
-        assert!(alloc.is_filtered("a", "a0", t0));
+        assert!(alloc.is_filtered("a", "a0", &node(), t0));
         assert_eq!(alloc.decide(&free, t0), vec![d("a1", "a", "*")]);
         let almost = t0 + Duration::from_millis(4999);
         assert_eq!(alloc.decide(&free, almost), vec![d("a1", "a", "*")]);
         // `until <= now` has expired.
         let at = t0 + Duration::from_secs(5);
-        assert!(!alloc.is_filtered("a", "a0", at));
+        assert!(!alloc.is_filtered("a", "a0", &node(), at));
         assert_eq!(
             alloc.decide(&free, at),
             vec![d("a0", "a", "*"), d("a1", "a", "*")]
@@ -709,7 +744,7 @@ mod tests {
         let mut alloc = cluster(1);
         alloc.add_framework("a", &[]);
         alloc.add_framework("b", &[]);
-        alloc.refuse("a", "a0", t0 + Duration::from_secs(5));
+        alloc.refuse("a", "a0", &node(), t0 + Duration::from_secs(5));
         assert_eq!(alloc.decide(&all_free(&alloc), t0), vec![d("a0", "b", "*")]);
     }
 
@@ -718,9 +753,52 @@ mod tests {
         let t0 = Instant::now();
         let mut alloc = cluster(1);
         alloc.add_framework("a", &[]);
-        alloc.refuse("a", "a0", t0 + Duration::from_secs(10));
-        alloc.refuse("a", "a0", t0 + Duration::from_secs(1));
-        assert!(alloc.is_filtered("a", "a0", t0 + Duration::from_secs(5)));
+        alloc.refuse("a", "a0", &node(), t0 + Duration::from_secs(10));
+        alloc.refuse("a", "a0", &node(), t0 + Duration::from_secs(1));
+        assert!(alloc.is_filtered("a", "a0", &node(), t0 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_filter_holds_back_only_what_was_refused() {
+        let t0 = Instant::now();
+        let mut alloc = cluster(1);
+        alloc.add_framework("a", &[]);
+        // The mem left over once tasks took every cpu, declined for an hour.
+        let remnant = s(&[("mem", 1024.0)]);
+        alloc.refuse("a", "a0", &remnant, t0 + Duration::from_secs(3600));
+        let on_a0 = |available: Scalars| BTreeMap::from([("a0".to_string(), available)]);
+        assert!(alloc.decide(&on_a0(remnant.clone()), t0).is_empty());
+        assert!(alloc.decide(&on_a0(s(&[("mem", 512.0)])), t0).is_empty());
+        // A task ended: cpus are back, and the agent is offered again.
+        let freed = s(&[("cpus", 1.0), ("mem", 1024.0)]);
+        assert!(!alloc.is_filtered("a", "a0", &freed, t0));
+        assert_eq!(alloc.decide(&on_a0(freed), t0), vec![d("a0", "a", "*")]);
+        assert_eq!(
+            alloc.decide(&on_a0(s(&[("mem", 2048.0)])), t0),
+            vec![d("a0", "a", "*")]
+        );
+    }
+
+    #[test]
+    fn a_covering_filter_replaces_the_ones_it_covers() {
+        let t0 = Instant::now();
+        let mut alloc = cluster(1);
+        alloc.add_framework("a", &[]);
+        for i in 0..100 {
+            alloc.refuse("a", "a0", &node(), t0 + Duration::from_secs(60 + i));
+        }
+        assert_eq!(alloc.frameworks["a"].refused["a0"].len(), 1);
+        // A smaller or shorter one is kept beside it: each filter runs its own course.
+        alloc.refuse(
+            "a",
+            "a0",
+            &s(&[("mem", 1.0)]),
+            t0 + Duration::from_secs(3600),
+        );
+        alloc.refuse("a", "a0", &node(), t0 + Duration::from_secs(1));
+        assert_eq!(alloc.frameworks["a"].refused["a0"].len(), 3);
+        assert!(alloc.is_filtered("a", "a0", &node(), t0 + Duration::from_secs(100)));
+        assert!(!alloc.is_filtered("a", "a0", &node(), t0 + Duration::from_secs(200)));
     }
 
     #[test]
@@ -728,7 +806,7 @@ mod tests {
         let t0 = Instant::now();
         let mut alloc = cluster(1);
         alloc.add_framework("a", &[]);
-        alloc.refuse("a", "a0", t0 + Duration::from_secs(3600));
+        alloc.refuse("a", "a0", &node(), t0 + Duration::from_secs(3600));
         assert!(alloc.decide(&all_free(&alloc), t0).is_empty());
         alloc.revive("a", &[]);
         assert_eq!(alloc.decide(&all_free(&alloc), t0), vec![d("a0", "a", "*")]);
@@ -840,7 +918,7 @@ mod tests {
         alloc.add_framework("b", &[]);
         alloc.allocate("a", "*", "a0", &node());
         alloc.allocate("b", "*", "a1", &s(&[("cpus", 1.0)]));
-        alloc.refuse("b", "a0", t0 + Duration::from_secs(60));
+        alloc.refuse("b", "a0", &node(), t0 + Duration::from_secs(60));
         let mut free = BTreeMap::new();
         free.insert("a2".to_string(), node());
         assert_eq!(alloc.decide(&free, t0), vec![d("a2", "b", "*")]);
@@ -857,7 +935,7 @@ mod tests {
         // The filter went with the agent: a re-registered agent is offered to b again.
         alloc.remove_framework("a");
         alloc.add_agent("a0", node());
-        assert!(!alloc.is_filtered("b", "a0", t0));
+        assert!(!alloc.is_filtered("b", "a0", &node(), t0));
         let mut free = BTreeMap::new();
         free.insert("a0".to_string(), node());
         assert_eq!(alloc.decide(&free, t0), vec![d("a0", "b", "*")]);

@@ -727,10 +727,10 @@ impl Master {
         resources: &Resources,
         until: Option<Instant>,
     ) {
-        self.allocator
-            .recover(framework, role, agent, &resources.scalars());
+        let scalars = resources.scalars();
+        self.allocator.recover(framework, role, agent, &scalars);
         if let Some(until) = until {
-            self.allocator.refuse(framework, agent, until);
+            self.allocator.refuse(framework, agent, &scalars, until);
         }
         self.dirty = true;
     }

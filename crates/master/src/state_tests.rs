@@ -378,6 +378,48 @@ fn declined_resources_wait_out_the_filter_unless_revived() {
     assert_eq!(w.offers().len(), 1, "revive clears filters");
 }
 
+#[test]
+fn a_declined_remnant_does_not_hold_back_what_a_finished_task_frees() {
+    let mut w = World::new();
+    let fw = w.framework("f", true);
+    let agent = w.agent("h1", "cpus:1;mem:1024");
+    let offer = w.offers().remove(0).1;
+    w.call(
+        &fw,
+        launch(
+            &offer.id.value,
+            vec![task("t1", &agent, 1.0, 32.0)],
+            Some(0.0),
+        ),
+    );
+    // The task took every cpu; the mem left is offered, and declined for an hour.
+    let remnant = w.offers().remove(0).1;
+    let left = Resources::new(remnant.resources.clone()).expect("left");
+    assert_eq!((left.scalar("cpus"), left.scalar("mem")), (0.0, 992.0));
+    w.call(
+        &fw,
+        CallBody::Decline(Decline {
+            offer_ids: vec![remnant.id.clone()],
+            filters: Filters {
+                refuse_seconds: Some(3600.0),
+            },
+        }),
+    );
+    assert!(w.offers().is_empty(), "the remnant stays refused");
+
+    // Once the task ends the agent has more than was refused, and Mesos offers it again.
+    w.m.agent_update(
+        &agent,
+        &fw,
+        status("t1", TaskState::TaskFinished, Some(UUID_A)),
+    );
+    w.m.take_outputs();
+    let offers = w.offers();
+    assert_eq!(offers.len(), 1, "the freed cpu is offered");
+    let all = Resources::new(offers[0].1.resources.clone()).expect("offered");
+    assert_eq!((all.scalar("cpus"), all.scalar("mem")), (1.0, 1024.0));
+}
+
 impl World {
     /// A partition-aware framework "f" with task `id` launched on agent "h1" (STAGING).
     fn with_staged_task(id: &str) -> (World, String, String) {
