@@ -594,7 +594,7 @@ impl Actor {
                     &message,
                     "REASON_CONTAINER_LAUNCH_FAILED",
                 );
-                self.executor_ended(framework, executor, None);
+                self.executor_ended(framework, executor);
             }
         }
     }
@@ -679,15 +679,10 @@ impl Actor {
                 .await;
             });
         }
-        self.executor_ended(framework, executor, termination);
+        self.executor_ended(framework, executor);
     }
 
-    fn executor_ended(
-        &mut self,
-        framework: &str,
-        executor: &str,
-        _termination: Option<TerminationRecord>,
-    ) {
+    fn executor_ended(&mut self, framework: &str, executor: &str) {
         self.registry
             .set_executor_state(framework, executor, ExecutorState::Terminated);
         if let Some(s) = self
@@ -965,6 +960,10 @@ impl Actor {
         let recorded = status.clone();
         match self.updates.add(framework, status, Instant::now()) {
             Added::Queued => self.registry.record_status(framework, &recorded),
+            // An executor may send an update again; the first one is on its way.
+            Added::Duplicate => {
+                tracing::debug!(framework, task = %task, "duplicate status update dropped")
+            }
             other => tracing::warn!(framework, task = %task, ?other, "status update dropped"),
         }
     }
@@ -1052,7 +1051,25 @@ impl Actor {
                 ) {
                     return Err((400, format!("Executor '{executor}' is shutting down")));
                 }
-                let _ = (unacknowledged_tasks, unacknowledged_updates);
+                // An executor that subscribes again (it lost its connection) says what it
+                // sent that was not acknowledged; what the agent already has is dropped
+                // as a duplicate, the rest is queued as if sent now.
+                for status in unacknowledged_updates {
+                    if let Err((_, why)) = self.executor_update(framework, executor, status) {
+                        tracing::warn!(framework, executor, %why, "ignoring an unacknowledged update the executor reported");
+                    }
+                }
+                if !unacknowledged_tasks.is_empty() {
+                    tracing::debug!(
+                        framework,
+                        executor,
+                        tasks = unacknowledged_tasks.len(),
+                        "executor reported unacknowledged tasks"
+                    );
+                }
+                let Some(e) = self.registry.executor(framework, executor) else {
+                    return Err((400, "Executor cannot be found".into()));
+                };
                 let fw = self
                     .registry
                     .frameworks
@@ -1083,34 +1100,7 @@ impl Actor {
                 tracing::info!(framework, executor, "executor subscribed");
                 Ok(())
             }
-            ExecutorCall::Update(mut status) => {
-                if status.uuid.is_none() {
-                    return Err((400, "Status update must carry a uuid".into()));
-                }
-                let task = status.task_id.value.clone();
-                if e.task(&task).is_none() {
-                    return Err((
-                        400,
-                        format!("Task '{task}' is not a task of executor '{executor}'"),
-                    ));
-                }
-                status.source = Some("SOURCE_EXECUTOR".into());
-                status.executor_id = Some(Id::new(executor));
-                status.agent_id = self.agent_id.clone().map(Id::new);
-                if status.timestamp.is_none() {
-                    status.timestamp = Some(holdfast_checkpoint::records::now_secs());
-                }
-                status
-                    .container_status
-                    .get_or_insert_with(|| ContainerStatus {
-                        container_id: ContainerId::new(&e.container_id),
-                        executor_pid: None,
-                        network_infos: Vec::new(),
-                        unenforced_limits: Vec::new(),
-                    });
-                self.enqueue(framework, status);
-                Ok(())
-            }
+            ExecutorCall::Update(status) => self.executor_update(framework, executor, status),
             ExecutorCall::Message(data) => {
                 let link = self.link.clone();
                 let (fid, eid) = (Id::new(framework), Id::new(executor));
@@ -1126,6 +1116,44 @@ impl Actor {
                 Ok(())
             }
         }
+    }
+
+    /// An update from a custom executor, checked and completed as the agent sends it on.
+    fn executor_update(
+        &mut self,
+        framework: &str,
+        executor: &str,
+        mut status: TaskStatus,
+    ) -> Result<(), (u16, String)> {
+        let Some(e) = self.registry.executor(framework, executor) else {
+            return Err((400, "Executor cannot be found".into()));
+        };
+        if status.uuid.is_none() {
+            return Err((400, "Status update must carry a uuid".into()));
+        }
+        let task = status.task_id.value.clone();
+        if e.task(&task).is_none() {
+            return Err((
+                400,
+                format!("Task '{task}' is not a task of executor '{executor}'"),
+            ));
+        }
+        status.source = Some("SOURCE_EXECUTOR".into());
+        status.executor_id = Some(Id::new(executor));
+        status.agent_id = self.agent_id.clone().map(Id::new);
+        if status.timestamp.is_none() {
+            status.timestamp = Some(holdfast_checkpoint::records::now_secs());
+        }
+        status
+            .container_status
+            .get_or_insert_with(|| ContainerStatus {
+                container_id: ContainerId::new(&e.container_id),
+                executor_pid: None,
+                network_infos: Vec::new(),
+                unenforced_limits: Vec::new(),
+            });
+        self.enqueue(framework, status);
+        Ok(())
     }
 
     fn agent_info_json(&self) -> Value {
