@@ -11,7 +11,7 @@
 # env:
 #   HOLDFAST_VM_CACHE    cache dir (default ~/.cache/holdfast-vm)
 #   HOLDFAST_VM_MEM      guest MiB (default 4096)       HOLDFAST_VM_CPUS  guest CPUs (default 2)
-#   HOLDFAST_VM_TIMEOUT  seconds for the whole run (default 1800)
+#   HOLDFAST_VM_TIMEOUT  seconds for the whole run (default 3000)
 #   HOLDFAST_VM_KERNEL_PKG  Debian kernel package (default: what linux-image-amd64 depends on)
 #
 # How: the host builds a nextest archive of the workspace. QEMU (software emulation; no KVM
@@ -27,7 +27,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd -P)
 CACHE=${HOLDFAST_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/holdfast-vm}
 MEM=${HOLDFAST_VM_MEM:-4096}
 CPUS=${HOLDFAST_VM_CPUS:-2}
-TIMEOUT=${HOLDFAST_VM_TIMEOUT:-1800}
+TIMEOUT=${HOLDFAST_VM_TIMEOUT:-3000}
 SHELL_CMD=
 BUILD=1
 PREPARE_ONLY=0

@@ -221,7 +221,9 @@ impl Agent {
             .spawn()
             .expect("spawn agent");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: under emulation, with other tests starting agents beside it, a start
+        // has taken over 20 s.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok((200, _)) = self.try_call(&json!({"type": "GET_HEALTH"})) {
                 return;
