@@ -26,16 +26,26 @@ fn systemd_host() -> Option<PathBuf> {
 }
 
 fn systemctl(args: &[&str]) -> String {
-    let out = Command::new("systemctl")
-        .args(args)
-        .output()
-        .expect("run systemctl");
-    assert!(
-        out.status.success(),
-        "systemctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    // Another test's `daemon-reexec` drops every connection to PID 1 for a moment:
+    // systemctl then fails to connect, and trying again is what an operator would do.
+    let mut attempts = 0;
+    loop {
+        let out = Command::new("systemctl")
+            .args(args)
+            .output()
+            .expect("run systemctl");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let reexec = err.contains("Transport endpoint is not connected")
+            || err.contains("Connection reset by peer")
+            || err.contains("Failed to connect to bus");
+        if !out.status.success() && reexec && attempts < 20 {
+            attempts += 1;
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            continue;
+        }
+        assert!(out.status.success(), "systemctl {args:?}: {err}");
+        return String::from_utf8_lossy(&out.stdout).trim().to_string();
+    }
 }
 
 /// The agent as a systemd service, from the unit file the project ships, with only
