@@ -309,39 +309,12 @@ fn a_hundred_command_tasks_all_finish_and_are_acknowledged() {
 }
 
 fn b64(text: &str) -> String {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("base64")
-        .arg("-w0")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("base64");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("base64 output");
-    String::from_utf8(out.stdout).expect("ascii")
+    holdfast_api::base64::encode(text.as_bytes())
 }
 
 fn unb64(data: &Value) -> String {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("base64")
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("base64");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(data.as_str().unwrap_or("").as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("base64 output");
-    String::from_utf8(out.stdout).expect("utf8")
+    let bytes = holdfast_api::base64::decode(data.as_str().unwrap_or("")).expect("base64");
+    String::from_utf8(bytes).expect("utf8")
 }
 
 #[test]
