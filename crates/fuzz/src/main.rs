@@ -250,6 +250,7 @@ fn main() -> ExitCode {
     );
     let config = runner::Config {
         duration: Duration::from_secs_f64(args.seconds),
+        max_runs: None,
         seed,
         save: save.clone(),
     };

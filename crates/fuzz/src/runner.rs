@@ -21,6 +21,9 @@ const PRINTED_BYTES: usize = 4096;
 pub struct Config {
     /// Time for this target.
     pub duration: Duration,
+    /// Stop after this many runs even if time is left: tests bound work, not wall time,
+    /// so that a loaded machine changes how long they take, never what they see.
+    pub max_runs: Option<u64>,
     pub seed: u64,
     /// Findings go to `<save>/<target>/`.
     pub save: PathBuf,
@@ -132,7 +135,12 @@ pub fn fuzz(target: &mut dyn Target, config: &Config) -> Report {
     loop {
         let input = match seeds.next() {
             Some(s) => s,
-            None if Instant::now() >= deadline || pool.is_empty() => break,
+            None if Instant::now() >= deadline
+                || pool.is_empty()
+                || config.max_runs.is_some_and(|max| report.runs >= max) =>
+            {
+                break
+            }
             None => {
                 let parent = rng.pick(&pool).clone();
                 target.mutate(&mut rng, &parent, &pool)
@@ -240,12 +248,13 @@ mod tests {
         let report = fuzz(
             &mut target,
             &Config {
-                duration: Duration::from_millis(300),
+                duration: Duration::from_secs(600),
+                max_runs: Some(5000),
                 seed: 1,
                 save: dir.clone(),
             },
         );
-        assert!(report.runs > 100, "{report:?}");
+        assert_eq!(report.runs, 5000, "{report:?}");
         let panic_kind = report
             .findings
             .keys()
