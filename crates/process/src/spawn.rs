@@ -4,8 +4,15 @@
 //! first instruction of the child runs in the agent's cgroup. Kernels without it (before
 //! 5.7) get `fork` and the child writes itself into `cgroup.procs` before `exec`.
 //!
-//! Between clone and exec the child runs in a copy of a multi-threaded parent, so it only
-//! makes raw system calls on data prepared beforehand: no allocation, no locks.
+//! On x86_64 the child shares the parent's memory until it execs (`CLONE_VM |
+//! CLONE_VFORK`, what `posix_spawn` does) and runs on a small stack of its own: the kernel
+//! then copies no page tables, which in a large agent costs more than the exec. Elsewhere
+//! the clone is fork-like.
+//!
+//! Between clone and exec the child runs in (a copy of) a multi-threaded parent, so it only
+//! makes raw system calls on data prepared beforehand: no allocation, no locks. Signals stay
+//! blocked around the clone, and the child resets caught signals to their default before it
+//! unblocks them, so no handler of the parent ever runs in the child.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -16,6 +23,9 @@ use crate::pidfd::PidFd;
 
 const CLONE_PIDFD: u64 = 0x1000;
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// The child's stack in vfork mode: it only makes a handful of calls before exec.
+#[cfg(target_arch = "x86_64")]
+const CHILD_STACK: usize = 256 * 1024;
 
 /// `struct clone_args` of `linux/sched.h` (version 2, with `cgroup`).
 #[repr(C)]
@@ -71,15 +81,18 @@ pub enum SpawnError {
     },
     #[error("failed to read the spawn status pipe")]
     StatusRead(#[source] io::Error),
+    #[error("failed to map the child's stack")]
+    Stack(#[source] io::Error),
 }
 
 /// What failed in the child, sent over the status pipe as (stage, errno).
-const STAGES: [&str; 5] = [
+const STAGES: [&str; 6] = [
     "join its cgroup",
     "start a new session",
     "set up its file descriptors",
     "reset its signal mask",
     "exec",
+    "reset its signal handlers",
 ];
 
 /// Whether this kernel accepts `clone3` with `CLONE_INTO_CGROUP` (probed by `doctor`).
@@ -130,46 +143,24 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         status: status_write.as_raw_fd(),
     };
 
-    let mut pidfd_raw: RawFd = -1;
-    let mut args = CloneArgs {
-        flags: CLONE_PIDFD | CLONE_INTO_CGROUP,
-        pidfd: &mut pidfd_raw as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: req.cgroup.as_raw_fd() as u64,
-        ..Default::default()
-    };
-    // SAFETY: clone3 without CLONE_VM behaves like fork; the child only runs `child.run`,
-    // which makes raw syscalls on memory prepared above and never returns.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    let (pidfd, into_cgroup) = if ret == 0 {
-        child.run(false)
-    } else if ret > 0 {
-        // SAFETY: CLONE_PIDFD stored a fresh fd that only we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(pidfd_raw) };
-        (PidFd::from_owned(fd, ret as i32), true)
-    } else {
-        let err = last_error();
-        match err.raw_os_error() {
-            Some(libc::ENOSYS) | Some(libc::E2BIG) | Some(libc::EINVAL) => {}
-            _ => return Err(SpawnError::Clone(err)),
+    // No signal handler of ours may run in the child (in vfork mode it would run on our
+    // memory): block everything around the clone; the child unblocks after resetting.
+    let _mask = BlockedSignals::all();
+    let (pidfd, into_cgroup) = match clone_into_cgroup(req, &child)? {
+        Some(pidfd) => (pidfd, true),
+        None => {
+            // SAFETY: as in `clone_into_cgroup`, the child only runs `child.run`.
+            let pid = unsafe { libc::fork() };
+            if pid < 0 {
+                return Err(SpawnError::Fork(last_error()));
+            }
+            if pid == 0 {
+                child.run(true)
+            }
+            // Our unreaped child: its pid cannot be reused before we wait for it.
+            let pidfd = PidFd::open(pid).map_err(SpawnError::Fork)?;
+            (pidfd, false)
         }
-        // SAFETY: as above, the child only runs `child.run`.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(SpawnError::Fork(last_error()));
-        }
-        if pid == 0 {
-            child.run(true)
-        }
-        // Our unreaped child: its pid cannot be reused before we wait for it.
-        let pidfd = PidFd::open(pid).map_err(SpawnError::Fork)?;
-        (pidfd, false)
     };
     drop(status_write);
 
@@ -188,6 +179,170 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         });
     }
     Ok(Spawned { pidfd, into_cgroup })
+}
+
+/// `clone3(CLONE_INTO_CGROUP)`; `None` when this kernel lacks it, for the fork fallback.
+fn clone_into_cgroup(
+    req: &SpawnRequest<'_>,
+    child: &ChildPlan<'_>,
+) -> Result<Option<PidFd>, SpawnError> {
+    let mut pidfd_raw: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: CLONE_PIDFD | CLONE_INTO_CGROUP,
+        pidfd: &mut pidfd_raw as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: req.cgroup.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    let ret = clone3(&mut args, child)?;
+    if ret > 0 {
+        // SAFETY: CLONE_PIDFD stored a fresh fd that only we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(pidfd_raw) };
+        return Ok(Some(PidFd::from_owned(fd, ret as i32)));
+    }
+    let err = last_error();
+    match err.raw_os_error() {
+        Some(libc::ENOSYS) | Some(libc::E2BIG) | Some(libc::EINVAL) => Ok(None),
+        _ => Err(SpawnError::Clone(err)),
+    }
+}
+
+/// Runs clone3 in vfork mode: the child runs `child.run` on a stack of its own, sharing our
+/// memory, and we resume once it has exec'ed or exited. Returns the raw syscall result.
+#[cfg(target_arch = "x86_64")]
+fn clone3(args: &mut CloneArgs, child: &ChildPlan<'_>) -> Result<isize, SpawnError> {
+    let stack = ChildStack::map().map_err(SpawnError::Stack)?;
+    args.flags |= (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
+    args.stack = stack.base as u64;
+    args.stack_size = stack.len as u64;
+    let ret: isize;
+    // SAFETY: the parent only gets the syscall's result back. The child starts on the
+    // top of `stack` (16-byte aligned, as a call expects) with our registers, calls
+    // `child_main(child)` and never returns; we are suspended until it execs or exits, so
+    // `child` and `stack` outlive its use of them.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 as isize => ret,
+            in("rdi") args as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") child as *const ChildPlan<'_>,
+            in("r13") child_main as extern "C" fn(*const ChildPlan<'_>) -> !,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if ret < 0 {
+        // The raw syscall returns -errno; make it the thread's error like libc would.
+        // SAFETY: errno is this thread's.
+        unsafe { *libc::__errno_location() = (-ret) as i32 };
+        return Ok(-1);
+    }
+    Ok(ret)
+}
+
+/// Runs clone3 fork-like, where there is no vfork-mode trampoline for this architecture.
+#[cfg(not(target_arch = "x86_64"))]
+fn clone3(args: &mut CloneArgs, child: &ChildPlan<'_>) -> Result<isize, SpawnError> {
+    // SAFETY: clone3 without CLONE_VM behaves like fork; the child only runs `child.run`,
+    // which makes raw syscalls on memory prepared beforehand and never returns.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret == 0 {
+        child.run(false)
+    }
+    Ok(ret as isize)
+}
+
+#[cfg(target_arch = "x86_64")]
+extern "C" fn child_main(child: *const ChildPlan<'_>) -> ! {
+    // SAFETY: the parent passed a plan that lives until we exec or exit.
+    unsafe { (*child).run(false) }
+}
+
+/// The vfork-mode child's stack, with a guard page below it.
+#[cfg(target_arch = "x86_64")]
+struct ChildStack {
+    map: *mut libc::c_void,
+    base: *mut u8,
+    len: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl ChildStack {
+    fn map() -> io::Result<ChildStack> {
+        let page = 4096;
+        let total = CHILD_STACK + page;
+        // SAFETY: a fresh anonymous mapping; nothing else refers to it.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(last_error());
+        }
+        let stack = ChildStack {
+            map,
+            // SAFETY: within the mapping.
+            base: unsafe { map.cast::<u8>().add(page) },
+            len: CHILD_STACK,
+        };
+        // SAFETY: the lowest page of our own mapping becomes the guard.
+        if unsafe { libc::mprotect(map, page, libc::PROT_NONE) } < 0 {
+            return Err(last_error());
+        }
+        Ok(stack)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, no longer used: the child has exec'ed or exited.
+        unsafe { libc::munmap(self.map, self.len + 4096) };
+    }
+}
+
+/// Blocks every signal in this thread until dropped.
+struct BlockedSignals(libc::sigset_t);
+
+impl BlockedSignals {
+    fn all() -> BlockedSignals {
+        // SAFETY: sigset_t is plain data; the calls fill and apply it.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            BlockedSignals(old)
+        }
+    }
+}
+
+impl Drop for BlockedSignals {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
 }
 
 struct ChildPlan<'a> {
@@ -219,6 +374,22 @@ impl ChildPlan<'_> {
                     }
                 } else if libc::dup2(src, dst) < 0 {
                     self.fail(2);
+                }
+            }
+            // Caught signals go back to their default (exec would do the same) before
+            // they are unblocked, so none of the parent's handlers can run here.
+            for sig in 1..libc::SIGRTMAX() {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) < 0 {
+                    // Not a signal that can be queried (SIGKILL, SIGSTOP, glibc's own).
+                    continue;
+                }
+                if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
+                    let mut dfl: libc::sigaction = std::mem::zeroed();
+                    dfl.sa_sigaction = libc::SIG_DFL;
+                    if libc::sigaction(sig, &dfl, std::ptr::null_mut()) < 0 {
+                        self.fail(5);
+                    }
                 }
             }
             let mut set: libc::sigset_t = std::mem::zeroed();
