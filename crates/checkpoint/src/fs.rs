@@ -7,6 +7,17 @@ use std::path::{Path, PathBuf};
 
 /// Writes `data` to `path` atomically and durably.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, true)
+}
+
+/// Writes `data` to `path` atomically but without waiting for the disk: after a crash of
+/// the host the file may hold the old content, or be missing or empty. For copies of
+/// records that exist elsewhere, where a journal commit per write would be wasted.
+pub fn write_atomic_volatile(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, false)
+}
+
+fn replace(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -24,9 +35,14 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
             .truncate(true)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -58,6 +74,51 @@ pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Creates directory `dir` holding one file, `file` with `data`, durably, such that a crash
+/// leaves either no `dir` or `dir` with the whole file. The directory is built under a
+/// hidden name (`.new.<name>`, which loaders skip) and renamed into place: two journal
+/// commits (the file, then the rename) where a directory made first and a file written
+/// into it through a temporary name take three. `dir` must not exist yet.
+pub fn create_dir_with_file(dir: &Path, file: &str, data: &[u8]) -> io::Result<()> {
+    let (parent, name) = split(dir)?;
+    create_dir_durable(parent)?;
+    let staging = parent.join(format!("{STAGING_PREFIX}{}", name.to_string_lossy()));
+    // A crash during an earlier attempt may have left the staging directory behind.
+    match fs::remove_dir_all(&staging) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let result = (|| {
+        fs::create_dir(&staging)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(staging.join(file))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        sync_dir(&staging)?;
+        fs::rename(&staging, dir)?;
+        sync_dir(parent)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+/// Prefix of a directory being built by `create_dir_with_file`.
+pub const STAGING_PREFIX: &str = ".new.";
+/// Prefix of a directory being removed by `remove_dir_atomic`.
+pub const REMOVING_PREFIX: &str = ".removing.";
+
+fn split(dir: &Path) -> io::Result<(&Path, &std::ffi::OsStr)> {
+    let name = dir
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    Ok((dir.parent().unwrap_or(Path::new(".")), name))
+}
+
 /// Reads a file; a missing or empty file is "not written yet" and gives `None`.
 pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
     match fs::read(path) {
@@ -71,14 +132,8 @@ pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
 /// Removes a directory tree so that a crash midway never leaves a half-deleted entry that
 /// looks valid: rename it to a hidden name first, then delete.
 pub fn remove_dir_atomic(dir: &Path) -> io::Result<()> {
-    let Some(name) = dir.file_name() else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "path has no file name",
-        ));
-    };
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    let hidden = parent.join(format!(".removing.{}", name.to_string_lossy()));
+    let (parent, name) = split(dir)?;
+    let hidden = parent.join(format!("{REMOVING_PREFIX}{}", name.to_string_lossy()));
     match fs::rename(dir, &hidden) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

@@ -8,7 +8,10 @@ use holdfast_api::v1::{validate_id_component, ContainerId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::fs::{create_dir_durable, read_optional, remove_dir_atomic, write_atomic};
+use crate::fs::{
+    create_dir_durable, create_dir_with_file, read_optional, remove_dir_atomic, write_atomic,
+    write_atomic_volatile, REMOVING_PREFIX, STAGING_PREFIX,
+};
 use crate::records::{ContainerRecord, ExitRecord, SupervisorRecord, TerminationRecord, VERSION};
 
 const CONTAINERS: &str = "containers";
@@ -51,11 +54,15 @@ fn container_dir(base: &Path, id: &ContainerId) -> PathBuf {
     dir
 }
 
-fn write_record<T: Serialize>(path: &Path, record: &T) -> Result<(), CheckpointError> {
-    let data = serde_json::to_vec(record).map_err(|e| CheckpointError::Corrupt {
+fn encode<T: Serialize>(path: &Path, record: &T) -> Result<Vec<u8>, CheckpointError> {
+    serde_json::to_vec(record).map_err(|e| CheckpointError::Corrupt {
         path: path.to_path_buf(),
         reason: format!("cannot encode record: {e}"),
-    })?;
+    })
+}
+
+fn write_record<T: Serialize>(path: &Path, record: &T) -> Result<(), CheckpointError> {
+    let data = encode(path, record)?;
     if let Some(dir) = path.parent() {
         create_dir_durable(dir).map_err(io_err("create directory", dir))?;
     }
@@ -108,6 +115,12 @@ pub struct LoadReport {
     /// Directories without a `container.json`: the agent stopped before the launch was
     /// recorded, so nothing of them can be trusted.
     pub incomplete: Vec<ContainerId>,
+    /// Hidden directories a crash left half built or half removed: nothing to load, only
+    /// to delete.
+    pub stale: Vec<PathBuf>,
+    /// Copies of supervisor records that could not be read; recovery uses the runtime
+    /// record instead.
+    pub unreadable_copies: Vec<CheckpointError>,
 }
 
 /// The agent's durable checkpoints under `<work_dir>/meta`.
@@ -131,17 +144,32 @@ impl MetaStore {
         container_dir(&self.root, id)
     }
 
+    /// Records a new container: its directory appears with its `container.json` complete,
+    /// or not at all. Fails if the container has a checkpoint already.
+    pub fn create_container(&self, record: &ContainerRecord) -> Result<(), CheckpointError> {
+        let dir = self.container_dir(&record.container_id);
+        let data = encode(&dir.join(CONTAINER_FILE), record)?;
+        create_dir_with_file(&dir, CONTAINER_FILE, &data).map_err(io_err("create", &dir))
+    }
+
+    /// Rewrites the record of a container that has a checkpoint (UPDATE_CONTAINER).
     pub fn save_container(&self, record: &ContainerRecord) -> Result<(), CheckpointError> {
         let dir = self.container_dir(&record.container_id);
         write_record(&dir.join(CONTAINER_FILE), record)
     }
 
+    /// Copies the supervisor's record from the runtime dir. The copy is not synced: the
+    /// runtime record is the one the supervisor made durable, and a crash of the host that
+    /// could lose the copy also ends the supervisor, so the copy only matters while the
+    /// host stays up (say, the runtime dir was wiped between two runs of the agent).
     pub fn save_supervisor(
         &self,
         id: &ContainerId,
         record: &SupervisorRecord,
     ) -> Result<(), CheckpointError> {
-        write_record(&self.container_dir(id).join(SUPERVISOR_FILE), record)
+        let path = self.container_dir(id).join(SUPERVISOR_FILE);
+        let data = encode(&path, record)?;
+        write_atomic_volatile(&path, &data).map_err(io_err("write", &path))
     }
 
     pub fn save_termination(
@@ -197,7 +225,10 @@ impl MetaStore {
         for entry in entries {
             let entry = entry.map_err(io_err("list", &dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            // Hidden entries are temp files and directories being removed.
+            // Hidden entries are temp files and directories being built or removed.
+            if name.starts_with(STAGING_PREFIX) || name.starts_with(REMOVING_PREFIX) {
+                report.stale.push(dir.join(&name));
+            }
             if name.starts_with('.') {
                 continue;
             }
@@ -220,7 +251,7 @@ impl MetaStore {
                 continue;
             }
             let id = ContainerId::from_path(&path).expect("path has at least one component");
-            match self.load_one(&cdir, &id) {
+            match self.load_one(&cdir, &id, report) {
                 Ok(Some(loaded)) => report.containers.push(loaded),
                 Ok(None) => {
                     report.incomplete.push(id);
@@ -241,6 +272,7 @@ impl MetaStore {
         &self,
         dir: &Path,
         id: &ContainerId,
+        report: &mut LoadReport,
     ) -> Result<Option<LoadedContainer>, CheckpointError> {
         let Some(record) = read_record::<ContainerRecord>(&dir.join(CONTAINER_FILE))? else {
             return Ok(None);
@@ -254,9 +286,14 @@ impl MetaStore {
                 ),
             });
         }
+        // Only a copy (see `save_supervisor`): unreadable, it is as good as missing.
+        let supervisor = read_record(&dir.join(SUPERVISOR_FILE)).unwrap_or_else(|e| {
+            report.unreadable_copies.push(e);
+            None
+        });
         Ok(Some(LoadedContainer {
             record,
-            supervisor: read_record(&dir.join(SUPERVISOR_FILE))?,
+            supervisor,
             termination: read_record(&dir.join(TERMINATION_FILE))?,
         }))
     }
@@ -355,11 +392,13 @@ mod tests {
         let top = ContainerId::new("top");
         let child = top.child("child");
         store
-            .save_container(&record(top.clone()))
-            .expect("save top");
+            .create_container(&record(top.clone()))
+            .expect("create top");
         store
-            .save_container(&record(child.clone()))
-            .expect("save child");
+            .create_container(&record(child.clone()))
+            .expect("create child");
+        // Recording a container twice is a mistake, not a silent overwrite.
+        assert!(store.create_container(&record(top.clone())).is_err());
         let sup = SupervisorRecord {
             version: VERSION,
             pid: 10,
@@ -398,10 +437,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = MetaStore::new(dir.path());
         store
-            .save_container(&record(ContainerId::new("good")))
+            .create_container(&record(ContainerId::new("good")))
             .expect("good");
         store
-            .save_container(&record(ContainerId::new("bad")))
+            .create_container(&record(ContainerId::new("bad")))
             .expect("bad");
         let bad = store
             .container_dir(&ContainerId::new("bad"))
@@ -443,6 +482,50 @@ mod tests {
         assert_eq!(report.incomplete, vec![ContainerId::new("v9")]);
         fs::create_dir_all(store.root().join("containers/bad name")).expect("mkdir");
         assert!(store.load(true).is_err());
+    }
+
+    #[test]
+    fn leftovers_of_a_crash_are_reported_stale_and_a_new_launch_replaces_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MetaStore::new(dir.path());
+        let id = ContainerId::new("c1");
+        // A crash while creating c1 (before the rename) and one while removing c0.
+        let containers = store.root().join(CONTAINERS);
+        fs::create_dir_all(containers.join(".new.c1")).expect("mkdir");
+        fs::write(containers.join(".new.c1").join(CONTAINER_FILE), b"{\"vers").expect("write");
+        fs::create_dir_all(containers.join(".removing.c0")).expect("mkdir");
+        let report = store.load(true).expect("hidden dirs are not corruption");
+        assert!(report.containers.is_empty() && report.incomplete.is_empty());
+        let mut stale = report.stale.clone();
+        stale.sort();
+        assert_eq!(
+            stale,
+            vec![containers.join(".new.c1"), containers.join(".removing.c0")]
+        );
+        // Launching c1 again starts from a clean staging directory.
+        store.create_container(&record(id.clone())).expect("create");
+        let report = store.load(true).expect("load");
+        assert_eq!(report.containers.len(), 1);
+        assert_eq!(report.stale, vec![containers.join(".removing.c0")]);
+    }
+
+    #[test]
+    fn an_unreadable_supervisor_copy_is_reported_and_treated_as_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MetaStore::new(dir.path());
+        let id = ContainerId::new("c");
+        store.create_container(&record(id.clone())).expect("create");
+        let copy = store.container_dir(&id).join(SUPERVISOR_FILE);
+        fs::write(&copy, b"{\"version\":1,\"pi").expect("write");
+        let report = store
+            .load(true)
+            .expect("a bad copy does not fail strict loading");
+        assert_eq!(report.containers.len(), 1);
+        assert_eq!(report.containers[0].supervisor, None);
+        assert_eq!(report.unreadable_copies.len(), 1);
+        assert!(report.unreadable_copies[0]
+            .to_string()
+            .contains(&copy.display().to_string()));
     }
 
     #[test]

@@ -291,6 +291,9 @@ impl Containerizer {
             tracing::warn!(error = %skipped, "skipping corrupt checkpoint (--strict=false)");
             report.skipped_checkpoints.push(skipped.to_string());
         }
+        for unreadable in &loaded.unreadable_copies {
+            tracing::warn!(error = %unreadable, "ignoring an unreadable copy of a supervisor record; using the runtime record");
+        }
 
         // Observe each container: its supervisor's identity, its exit record.
         let mut pidfds: HashMap<ContainerId, PidFd> = HashMap::new();
@@ -484,6 +487,12 @@ impl Containerizer {
         for id in loaded.incomplete {
             if let Err(e) = meta.remove_container(&id) {
                 tracing::warn!(container = %id, error = %error_chain(&e), "cannot remove incomplete checkpoint");
+            }
+        }
+        // Checkpoint directories a crash left half built or half removed.
+        for dir in &loaded.stale {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a stale checkpoint directory");
             }
         }
         // Runtime dirs of containers the checkpoints do not know.
@@ -710,7 +719,7 @@ impl Containerizer {
             // resolves; a crash before it leaves at most a cgroup, which is an orphan.
             inner
                 .meta
-                .save_container(&rec)
+                .create_container(&rec)
                 .map_err(|e| ContainerError::internal("cannot checkpoint the container", e))?;
             let launched = inner.launcher.launch(&rec, &limits);
             match launched {
