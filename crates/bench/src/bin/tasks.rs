@@ -54,6 +54,11 @@ struct Cli {
     /// Copy the cluster's log here before cleaning up.
     #[arg(long)]
     keep_log: Option<PathBuf>,
+    /// The agent's `--runtime_dir` (default: a fresh directory under /dev/shm). An agent's
+    /// runtime records belong on tmpfs (its default is /run/holdfast); on disk every
+    /// container pays for their fsyncs.
+    #[arg(long)]
+    runtime_dir: Option<PathBuf>,
     /// An extra agent flag, e.g. `--agent-arg=--isolation=` (repeatable).
     #[arg(long = "agent-arg", allow_hyphen_values = true)]
     agent_args: Vec<String>,
@@ -75,6 +80,9 @@ struct Local {
     holdfast: PathBuf,
     child: Option<Child>,
     base: PathBuf,
+    runtime_dir: PathBuf,
+    /// Whether `runtime_dir` is ours to remove (not one the caller named).
+    own_runtime_dir: bool,
     cgroups_root: String,
     slice: String,
     hierarchy: PathBuf,
@@ -85,7 +93,7 @@ impl Local {
     fn agent_dirs(&self) -> [String; 2] {
         [
             format!("--work_dir={}", self.base.join("agent").display()),
-            format!("--runtime_dir={}", self.base.join("run").display()),
+            format!("--runtime_dir={}", self.runtime_dir.display()),
         ]
     }
 }
@@ -113,6 +121,9 @@ impl Drop for Local {
             .status();
         let _ = std::fs::remove_dir(self.hierarchy.join(&self.cgroups_root));
         let _ = std::fs::remove_dir_all(&self.base);
+        if self.own_runtime_dir {
+            let _ = std::fs::remove_dir_all(&self.runtime_dir);
+        }
     }
 }
 
@@ -143,10 +154,16 @@ fn start_local(cli: &Cli) -> anyhow::Result<Local> {
     let pid = std::process::id();
     let base = std::env::temp_dir().join(format!("holdfast-bench-tasks-{pid}"));
     std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    let runtime_dir = cli
+        .runtime_dir
+        .clone()
+        .unwrap_or_else(|| Path::new("/dev/shm").join(format!("holdfast-bench-tasks-{pid}")));
     let mut local = Local {
         holdfast,
         child: None,
         base,
+        own_runtime_dir: cli.runtime_dir.is_none(),
+        runtime_dir,
         cgroups_root: format!("holdfast-bench-tasks-{pid}"),
         slice: format!("holdfast_bench_tasks_{pid}.slice"),
         hierarchy: cgroup2()?,
@@ -158,10 +175,7 @@ fn start_local(cli: &Cli) -> anyhow::Result<Local> {
         .arg(format!("--port={}", local.master_port))
         .arg(format!("--agent_port={}", free_port()?))
         .arg(format!("--work_dir={}", local.base.display()))
-        .arg(format!(
-            "--runtime_dir={}",
-            local.base.join("run").display()
-        ))
+        .arg(format!("--runtime_dir={}", local.runtime_dir.display()))
         .arg(format!("--resources={}", cli.resources))
         .arg(if cli.keep_log.is_some() {
             "--logging_level=INFO"
