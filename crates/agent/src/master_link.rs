@@ -11,12 +11,17 @@ use std::time::Duration;
 use holdfast_api::internal::{AgentCall, AgentEvent, AgentInfo, TaskReport};
 use holdfast_api::scheduler::{FrameworkInfo, Id};
 use holdfast_http::{Client, Error as ClientError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 pub const AGENT_PATH: &str = "/internal/v1/agent";
 
 /// Between attempts to reach the master: from 1 s, doubling up to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Calls to the master in flight at once (PONGs aside). A thousand tasks ending together
+/// would otherwise open a thousand connections to a master that answers them one by one,
+/// and every call slower than its timeout would be sent again on top.
+const MAX_CALLS_IN_FLIGHT: usize = 16;
 
 // Moved once from sender to receiver; boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -46,6 +51,7 @@ pub struct MasterLink {
     /// Kept across disconnects: the agent reregisters under the id it was given.
     agent_id: Mutex<Option<String>>,
     session: Mutex<Option<Session>>,
+    in_flight: Semaphore,
 }
 
 impl MasterLink {
@@ -55,6 +61,7 @@ impl MasterLink {
             info,
             agent_id: Mutex::new(None),
             session: Mutex::new(None),
+            in_flight: Semaphore::new(MAX_CALLS_IN_FLIGHT),
         })
     }
 
@@ -87,6 +94,14 @@ impl MasterLink {
             return false;
         };
         let call = make(Id::new(&s.agent_id));
+        // A PONG never queues behind updates: a late one gets the agent declared gone.
+        let _permit = match call {
+            AgentCall::Pong { .. } => None,
+            _ => match self.in_flight.acquire().await {
+                Ok(p) => Some(p),
+                Err(_) => return false,
+            },
+        };
         let body = match serde_json::to_value(&call) {
             Ok(b) => b,
             Err(e) => {
@@ -222,5 +237,109 @@ impl MasterLink {
             let _ = tx.send(LinkEvent::Disconnected);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A master that holds every call but PONGs until told to answer, and counts how
+    /// many it holds at once.
+    #[derive(Default)]
+    struct SlowMaster {
+        now: AtomicUsize,
+        most: AtomicUsize,
+        pongs: AtomicUsize,
+        release: tokio::sync::Notify,
+    }
+
+    async fn serve(master: Arc<SlowMaster>) -> String {
+        let app = axum::Router::new().route(
+            AGENT_PATH,
+            axum::routing::post(move |body: String| {
+                let m = master.clone();
+                async move {
+                    if body.contains("PONG") {
+                        m.pongs.fetch_add(1, Ordering::SeqCst);
+                        return axum::http::StatusCode::ACCEPTED;
+                    }
+                    let now = m.now.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.most.fetch_max(now, Ordering::SeqCst);
+                    m.release.notified().await;
+                    m.now.fetch_sub(1, Ordering::SeqCst);
+                    axum::http::StatusCode::ACCEPTED
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn calls_in_flight_are_bounded_and_pongs_pass_the_queue() {
+        let master = Arc::new(SlowMaster::default());
+        let addr = serve(master.clone()).await;
+        let link = MasterLink::new(
+            addr,
+            AgentInfo {
+                hostname: "h".into(),
+                port: 1,
+                resources: Vec::new(),
+                attributes: Vec::new(),
+                domain: None,
+            },
+        );
+        *link.session.lock().expect("lock") = Some(Session {
+            agent_id: "a".into(),
+            stream_id: "s".into(),
+        });
+        let mut calls = Vec::new();
+        for i in 0..(MAX_CALLS_IN_FLIGHT * 3) {
+            let link = link.clone();
+            calls.push(tokio::spawn(async move {
+                link.send(|agent_id| AgentCall::Message {
+                    agent_id,
+                    framework_id: Id::new("f"),
+                    executor_id: Id::new(&format!("e{i}")),
+                    data: String::new(),
+                })
+                .await
+            }));
+        }
+        // Let the calls pile up at the master.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while master.now.load(Ordering::SeqCst) < MAX_CALLS_IN_FLIGHT {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "calls never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(master.most.load(Ordering::SeqCst), MAX_CALLS_IN_FLIGHT);
+        // With every permit held, a PONG still goes through.
+        assert!(link.send(|agent_id| AgentCall::Pong { agent_id }).await);
+        assert_eq!(master.pongs.load(Ordering::SeqCst), 1);
+        // Released, all the others are delivered, never more at once than the bound.
+        let releaser = {
+            let m = master.clone();
+            tokio::spawn(async move {
+                loop {
+                    m.release.notify_waiters();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        for c in calls {
+            assert!(c.await.expect("join"), "every call is delivered");
+        }
+        releaser.abort();
+        assert_eq!(master.most.load(Ordering::SeqCst), MAX_CALLS_IN_FLIGHT);
     }
 }
