@@ -306,7 +306,7 @@ mod tests {
                 link.send(|agent_id| AgentCall::Message {
                     agent_id,
                     framework_id: Id::new("f"),
-                    executor_id: Id::new(&format!("e{i}")),
+                    executor_id: Id::new(format!("e{i}")),
                     data: String::new(),
                 })
                 .await
