@@ -3,6 +3,9 @@
 # cgroup v2 hierarchy with every controller: the host this project is built for.
 #
 # usage: tests/vm/run.sh [options] [-- nextest-run-args...]
+#   Without nextest args it runs nextest's `vm` profile (.config/nextest.toml): the tests
+#   of the layers that meet systemd and the cgroup2 controllers. `-- --profile default`
+#   runs everything.
 #   --shell CMD   run CMD (bash) in the guest instead of the test suite (debugging)
 #   --no-build    reuse the last test archive instead of building one
 #   --prepare     install packages and fetch/build the cached kernel and initramfs, then exit
@@ -50,6 +53,8 @@ while [ $# -gt 0 ]; do
     *) die "unknown option '$1' (see the header of $0)" ;;
   esac
 done
+# No nextest args: the VM profile (see the header).
+[ $# -gt 0 ] || set -- --profile vm
 [ "$(id -u)" = 0 ] || die "must run as root (QEMU's 9p export must read every host file)"
 
 apt_install() {
