@@ -3,7 +3,9 @@
 
 Each task it is given runs until the framework sends it a message: the executor
 answers "echo: <message>" and finishes the task. It tells the framework "ready <task>"
-when a task starts, reports TASK_KILLED on KILL and exits on SHUTDOWN.
+when a task starts, reports TASK_KILLED on KILL and exits on SHUTDOWN. A task group
+(LAUNCH_GROUP) starts the same way, and the framework is told "group <task> <task>..."
+once for the whole group.
 """
 
 import base64
@@ -70,6 +72,12 @@ def main():
             running.append(task_id)
             update(task_id, "TASK_RUNNING")
             message("ready " + task_id["value"])
+        elif kind == "LAUNCH_GROUP":
+            tasks = event["launch_group"]["task_group"]["tasks"]
+            for task in tasks:
+                running.append(task["task_id"])
+                update(task["task_id"], "TASK_RUNNING")
+            message("group " + " ".join(t["task_id"]["value"] for t in tasks))
         elif kind == "MESSAGE":
             text = base64.b64decode(event["message"]["data"]).decode()
             message("echo: " + text)

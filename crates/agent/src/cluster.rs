@@ -6,7 +6,10 @@
 //! master's events, launches and exits of containers, kill deadlines, executor calls) is
 //! a message to it, so no lock is held across an await. The built-in command executor is
 //! part of this task: it launches the task's command as the executor's container and
-//! turns the container's end into the task's terminal update.
+//! turns the container's end into the task's terminal update. So is the built-in default
+//! executor that runs task groups ([`default_executor`]).
+
+mod default_executor;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -25,9 +28,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::executor_api::{ExecutorEvent, ExecutorStream};
 use crate::master_link::{LinkEvent, MasterLink};
-use crate::registry::{ExecutorKind, ExecutorState, Placement, Registry};
+use crate::registry::{ExecutorKind, ExecutorState, Launch, Placement, Registry};
 use crate::state_view::Snapshot;
 use crate::status_updates::{Acked, Added, StatusUpdates};
+use crate::task_group;
 
 /// The kill grace period of a command task whose kill policy sets none (Mesos's).
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
@@ -99,6 +103,28 @@ enum Input {
         call: ExecutorCall,
         reply: oneshot::Sender<Result<(), (u16, String)>>,
     },
+    /// Default executor: the containers of a task group were launched (or not), each
+    /// task's result in the group's order.
+    GroupLaunched {
+        framework: String,
+        executor: String,
+        results: Vec<(String, Result<(), String>)>,
+    },
+    /// Default executor: a task's container ended.
+    TaskEnded {
+        framework: String,
+        executor: String,
+        task: String,
+        container: String,
+        termination: Option<TerminationRecord>,
+    },
+    /// Default executor: a task's kill grace period is over.
+    TaskKillDeadline {
+        framework: String,
+        executor: String,
+        task: String,
+        container: String,
+    },
     ExecutorGone {
         framework: String,
         executor: String,
@@ -126,6 +152,7 @@ impl Cluster {
             executors: BTreeMap::new(),
             shutting_down: BTreeSet::new(),
             launch_slots: Arc::new(tokio::sync::Semaphore::new(launch_parallelism())),
+            resizing: BTreeMap::new(),
         };
         tokio::spawn(actor.run(rx, link_rx));
         Cluster { tx }
@@ -189,6 +216,9 @@ struct Actor {
     shutting_down: BTreeSet<String>,
     /// Container launches allowed at once.
     launch_slots: Arc<tokio::sync::Semaphore>,
+    /// Default executors: resizes of each executor's container, applied one at a time in
+    /// the order they were decided (two at once would race on its checkpoint).
+    resizing: BTreeMap<(String, String), mpsc::UnboundedSender<default_executor::Resize>>,
 }
 
 impl Actor {
@@ -298,6 +328,24 @@ impl Actor {
                     tracing::info!(framework = %key.0, executor = %key.1, "executor disconnected");
                 }
             }
+            Input::GroupLaunched {
+                framework,
+                executor,
+                results,
+            } => self.group_launched(&framework, &executor, results),
+            Input::TaskEnded {
+                framework,
+                executor,
+                task,
+                container,
+                termination,
+            } => self.group_task_ended(&framework, &executor, &task, &container, termination),
+            Input::TaskKillDeadline {
+                framework,
+                executor,
+                task,
+                container,
+            } => self.group_task_kill_deadline(&framework, &executor, &task, &container),
             Input::Snapshot(reply) => {
                 let _ = reply.send(Snapshot {
                     registry: self.registry.clone(),
@@ -315,18 +363,10 @@ impl Actor {
         match event {
             AgentEvent::RunTask { framework, task } => self.run_task(framework, task),
             AgentEvent::RunTaskGroup {
-                framework, tasks, ..
-            } => {
-                // Task groups need the default executor, which Holdfast does not have:
-                // each task ends at once with a reason rather than hanging in STAGING.
-                for task in tasks {
-                    self.refuse_task(
-                        &framework,
-                        &task,
-                        "task groups (LAUNCH_GROUP) need Mesos's default executor, which this agent does not provide; launch the tasks one by one",
-                    );
-                }
-            }
+                framework,
+                executor,
+                tasks,
+            } => self.run_task_group(framework, executor, tasks),
             AgentEvent::KillTask {
                 framework_id,
                 task_id,
@@ -417,12 +457,23 @@ impl Actor {
 
     /// A task that cannot run here: TASK_FAILED straight away, from the agent.
     fn refuse_task(&mut self, framework: &FrameworkInfo, task: &TaskInfo, reason: &str) {
+        self.refuse_task_with(framework, task, "REASON_TASK_INVALID", reason);
+    }
+
+    /// As [`refuse_task`](Self::refuse_task), with Mesos's `reason` code.
+    fn refuse_task_with(
+        &mut self,
+        framework: &FrameworkInfo,
+        task: &TaskInfo,
+        code: &str,
+        reason: &str,
+    ) {
         let Some(fid) = framework.id.as_ref().map(|i| i.value.clone()) else {
             return;
         };
         let status = TaskStatus {
             message: Some(reason.to_owned()),
-            reason: Some("REASON_TASK_INVALID".into()),
+            reason: Some(code.into()),
             source: Some("SOURCE_AGENT".into()),
             ..self.blank_status(&task.task_id, TaskState::TaskFailed)
         };
@@ -430,6 +481,12 @@ impl Actor {
     }
 
     fn launch_executor(&mut self, framework: &str, executor: &str) {
+        // The default executor's container is sized for the tasks waiting for it.
+        let sized = self
+            .registry
+            .executor(framework, executor)
+            .is_some_and(|e| e.kind == ExecutorKind::Default)
+            .then(|| self.executor_size(framework, executor));
         let Some(e) = self.registry.executor(framework, executor) else {
             return;
         };
@@ -465,11 +522,30 @@ impl Actor {
                 e.info.container.clone(),
                 BTreeMap::new(),
             ),
+            ExecutorKind::Default => {
+                let Some(Ok(size)) = sized else {
+                    let msg = match sized {
+                        Some(Err(msg)) => msg,
+                        _ => "the executor's size is unknown".to_owned(),
+                    };
+                    self.launched(framework, executor, Err(msg));
+                    return;
+                };
+                // The executor's own user, if its command names one, runs the holder.
+                let mut holder = task_group::holder_command();
+                holder.user = e.info.command.as_ref().and_then(|c| c.user.clone());
+                (
+                    Some(holder),
+                    size.resources,
+                    e.info.container.clone(),
+                    size.limits,
+                )
+            }
         };
         let Some(mut command) = command else {
             let msg = match e.kind {
                 ExecutorKind::Command => "the task has neither a command nor an executor",
-                ExecutorKind::Custom => "the executor has no command",
+                ExecutorKind::Custom | ExecutorKind::Default => "the executor has no command",
             };
             self.launched(framework, executor, Err(msg.to_owned()));
             return;
@@ -579,6 +655,10 @@ impl Actor {
                     if killed {
                         self.kill_command_task(framework, executor, None);
                     }
+                } else if kind == ExecutorKind::Default {
+                    self.watch(framework, executor, &container);
+                    self.default_executor_launched(framework, executor);
+                    return;
                 } else {
                     self.arm_registration_timeout(framework, executor, &container);
                 }
@@ -594,6 +674,11 @@ impl Actor {
                     &message,
                     "REASON_CONTAINER_LAUNCH_FAILED",
                 );
+                if kind != ExecutorKind::Command {
+                    // The master holds the executor's resources until it hears it is
+                    // gone; no process ran, so there is no status (Mesos sends -1).
+                    self.send_executor_exited(framework, executor, -1);
+                }
                 self.executor_ended(framework, executor);
             }
         }
@@ -637,7 +722,9 @@ impl Actor {
         let Some(e) = self.registry.executor(framework, executor) else {
             return;
         };
-        if e.kind == ExecutorKind::Command {
+        if e.kind == ExecutorKind::Default {
+            self.default_executor_ended(framework, executor, termination);
+        } else if e.kind == ExecutorKind::Command {
             let task = executor.to_owned();
             let killed = e.task(&task).is_some_and(|t| t.kill_requested);
             let live = e.launched.contains_key(&task);
@@ -667,24 +754,31 @@ impl Actor {
                 .as_ref()
                 .and_then(|t| t.wait_status)
                 .unwrap_or(9);
-            let link = self.link.clone();
-            let (fid, eid) = (Id::new(framework), Id::new(executor));
-            tokio::spawn(async move {
-                link.send(|agent_id| AgentCall::ExecutorExited {
-                    agent_id,
-                    framework_id: fid,
-                    executor_id: eid,
-                    status,
-                })
-                .await;
-            });
+            self.send_executor_exited(framework, executor, status);
         }
         self.executor_ended(framework, executor);
+    }
+
+    /// Tells the master the executor is gone, so that it frees what the executor held.
+    fn send_executor_exited(&self, framework: &str, executor: &str, status: i32) {
+        let link = self.link.clone();
+        let (fid, eid) = (Id::new(framework), Id::new(executor));
+        tokio::spawn(async move {
+            link.send(|agent_id| AgentCall::ExecutorExited {
+                agent_id,
+                framework_id: fid,
+                executor_id: eid,
+                status,
+            })
+            .await;
+        });
     }
 
     fn executor_ended(&mut self, framework: &str, executor: &str) {
         self.registry
             .set_executor_state(framework, executor, ExecutorState::Terminated);
+        self.resizing
+            .remove(&(framework.to_owned(), executor.to_owned()));
         if let Some(s) = self
             .executors
             .remove(&(framework.to_owned(), executor.to_owned()))
@@ -741,6 +835,20 @@ impl Actor {
         }
         let queued = e.queued.contains_key(task);
         match e.kind {
+            ExecutorKind::Default => self.kill_group_task(framework, &executor, task, policy),
+            ExecutorKind::Custom if queued && t.group.is_some() => {
+                // Mesos kills a whole group that has not reached its executor yet.
+                let group = t.group;
+                let members: Vec<String> = e
+                    .queued
+                    .values()
+                    .filter(|q| q.group == group)
+                    .map(|q| q.info.task_id.value.clone())
+                    .collect();
+                for member in members {
+                    self.kill_queued(framework, &member);
+                }
+            }
             ExecutorKind::Command => {
                 if !self.registry.mark_kill_requested(framework, task) {
                     return;
@@ -754,15 +862,7 @@ impl Actor {
                     self.kill_command_task(framework, &executor, policy);
                 }
             }
-            ExecutorKind::Custom if queued => {
-                // Never sent to the executor: it just ends.
-                if let Some(mut s) = self.status(framework, task, TaskState::TaskKilled) {
-                    s.source = Some("SOURCE_AGENT".into());
-                    s.reason = Some("REASON_TASK_KILLED_DURING_LAUNCH".into());
-                    s.message = Some("Killed before the executor subscribed".into());
-                    self.enqueue(framework, s);
-                }
-            }
+            ExecutorKind::Custom if queued => self.kill_queued(framework, task),
             ExecutorKind::Custom => {
                 self.registry.mark_kill_requested(framework, task);
                 match self
@@ -778,6 +878,16 @@ impl Actor {
                     }
                 }
             }
+        }
+    }
+
+    /// A task that never reached its executor: it just ends, KILLED.
+    fn kill_queued(&mut self, framework: &str, task: &str) {
+        if let Some(mut s) = self.status(framework, task, TaskState::TaskKilled) {
+            s.source = Some("SOURCE_AGENT".into());
+            s.reason = Some("REASON_TASK_KILLED_DURING_LAUNCH".into());
+            s.message = Some("Killed before the executor subscribed".into());
+            self.enqueue(framework, s);
         }
     }
 
@@ -845,6 +955,7 @@ impl Actor {
                 let task = executor.to_owned();
                 self.kill_task(framework, &task, None);
             }
+            ExecutorKind::Default => self.shutdown_default_executor(framework, executor),
             ExecutorKind::Custom => {
                 self.registry
                     .set_executor_state(framework, executor, ExecutorState::Terminating);
@@ -935,10 +1046,15 @@ impl Actor {
         }
     }
 
-    /// A new update of `task` from its executor (the agent, for command tasks).
+    /// A new update of `task` from its executor (the agent, for command tasks). A task
+    /// of the default executor reports its own container, nested in the executor's.
     fn status(&self, framework: &str, task: &str, state: TaskState) -> Option<TaskStatus> {
         let e = self.registry.executor_of(framework, task)?;
-        let container_id = ContainerId::new(&e.container_id);
+        let executor_container = ContainerId::new(&e.container_id);
+        let container_id = match e.task(task).and_then(|t| t.container.as_deref()) {
+            Some(nested) => executor_container.child(nested),
+            None => executor_container,
+        };
         let executor_pid = self
             .containerizer
             .workload_pid(&container_id)
@@ -1034,9 +1150,13 @@ impl Actor {
             return Err((400, "Executor cannot be found".into()));
         };
         if e.kind != ExecutorKind::Custom {
+            let which = match e.kind {
+                ExecutorKind::Default => "default",
+                _ => "command",
+            };
             return Err((
                 400,
-                format!("Executor '{executor}' is the agent's built-in command executor"),
+                format!("Executor '{executor}' is the agent's built-in {which} executor"),
             ));
         }
         match call {
@@ -1088,13 +1208,16 @@ impl Actor {
                 ) {
                     old.stream.close();
                 }
-                let tasks = self.registry.executor_subscribed(framework, executor);
+                let launches = self.registry.executor_subscribed(framework, executor);
                 if let Some(s) = self
                     .executors
                     .get(&(framework.to_owned(), executor.to_owned()))
                 {
-                    for task in tasks {
-                        s.stream.send(ExecutorEvent::Launch { task });
+                    for launch in launches {
+                        s.stream.send(match launch {
+                            Launch::Task(task) => ExecutorEvent::Launch { task },
+                            Launch::Group(tasks) => ExecutorEvent::LaunchGroup { tasks },
+                        });
                     }
                 }
                 tracing::info!(framework, executor, "executor subscribed");

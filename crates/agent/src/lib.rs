@@ -12,6 +12,7 @@ pub mod master_link;
 pub mod registry;
 pub mod state_view;
 pub mod status_updates;
+pub mod task_group;
 
 use std::sync::{Arc, OnceLock};
 

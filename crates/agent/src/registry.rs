@@ -3,16 +3,21 @@
 //!
 //! Pure and serializable, so it can be checkpointed and reported as it is. A command
 //! task gets an executor of its own, with the task's id as executor id (as Mesos's
-//! command executor does); tasks with an `ExecutorInfo` share that executor. Each executor
-//! runs in one container. A task moves from `queued` (its executor has not subscribed)
-//! to `launched`, and when it ends to `terminated` until its terminal update is
-//! acknowledged, then to the executor's `completed` list.
+//! command executor does); tasks with an `ExecutorInfo` share that executor, and so do
+//! the tasks of task groups (LAUNCH_GROUP) sent to the same executor id. Each executor
+//! runs in one container; a task of the built-in default executor runs in a container
+//! nested in it. A task moves from `queued` (its executor has not subscribed, or its
+//! group's containers are not launched yet) to `launched`, and when it ends to
+//! `terminated` until its terminal update is acknowledged, then to the executor's
+//! `completed` list.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 
 use holdfast_api::scheduler::{ExecutorInfo, FrameworkInfo, Id, TaskInfo, TaskState};
 use serde::{Deserialize, Serialize};
+
+use crate::task_group::HeldMemory;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -21,6 +26,9 @@ pub enum ExecutorKind {
     Command,
     /// The framework's own executor, speaking the executor API.
     Custom,
+    /// The built-in default executor (ExecutorInfo type DEFAULT) that runs task groups:
+    /// each task in a container nested in the executor's.
+    Default,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +52,39 @@ pub struct Task {
     /// Every update made for it, oldest first (for the state endpoints).
     #[serde(default)]
     pub statuses: Vec<holdfast_api::scheduler::TaskStatus>,
+    /// The task group it came in (numbered per executor), if it came in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u64>,
+    /// Default executor: the id of the task's container, nested in the executor's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Default executor: its kill has begun (SIGTERM sent, grace period running).
+    #[serde(default)]
+    pub killing: bool,
+}
+
+impl Task {
+    fn new(info: TaskInfo, group: Option<u64>) -> Task {
+        Task {
+            info,
+            state: TaskState::TaskStaging,
+            kill_requested: false,
+            statuses: Vec::new(),
+            group,
+            container: None,
+            killing: false,
+        }
+    }
+}
+
+/// What to send a custom executor that (re)subscribed: its queued tasks, a group's
+/// tasks together.
+// Made and sent at once; boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Launch {
+    Task(TaskInfo),
+    Group(Vec<TaskInfo>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,9 +100,41 @@ pub struct Executor {
     /// Ended, terminal update not yet acknowledged.
     pub terminated: BTreeMap<String, Task>,
     pub completed: VecDeque<Task>,
+    /// The number the next task group sent to this executor gets.
+    #[serde(default)]
+    pub next_group: u64,
+    /// Default executor: groups whose remaining tasks are being killed because one of
+    /// them failed or was killed (Mesos's `killingTaskGroup`).
+    #[serde(default)]
+    pub killing_groups: BTreeSet<u64>,
+    /// Default executor: the memory its container was last given (it never shrinks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_memory: Option<HeldMemory>,
 }
 
 impl Executor {
+    fn new(
+        info: ExecutorInfo,
+        kind: ExecutorKind,
+        container_id: String,
+        directory: PathBuf,
+    ) -> Self {
+        Executor {
+            info,
+            kind,
+            container_id,
+            directory,
+            state: ExecutorState::Registering,
+            queued: BTreeMap::new(),
+            launched: BTreeMap::new(),
+            terminated: BTreeMap::new(),
+            completed: VecDeque::new(),
+            next_group: 0,
+            killing_groups: BTreeSet::new(),
+            held_memory: None,
+        }
+    }
+
     /// Every task that has not reached a terminal state.
     pub fn live_tasks(&self) -> impl Iterator<Item = &Task> {
         self.queued.values().chain(self.launched.values())
@@ -82,6 +155,14 @@ impl Executor {
             return Some(t);
         }
         self.terminated.get_mut(id)
+    }
+
+    /// Every task of task group `group` the executor still holds, ended or not.
+    pub fn group_tasks(&self, group: u64) -> impl Iterator<Item = &Task> {
+        self.live_tasks()
+            .chain(self.terminated.values())
+            .chain(self.completed.iter())
+            .filter(move |t| t.group == Some(group))
     }
 
     /// Done with: ended, and no task waits for an acknowledgement.
@@ -195,13 +276,13 @@ impl Registry {
             ),
         };
         let executor_id = info.executor_id.value.clone();
-        let entry = Task {
-            info: task,
-            state: TaskState::TaskStaging,
-            kill_requested: false,
-            statuses: Vec::new(),
-        };
+        let entry = Task::new(task, None);
         if let Some(e) = fw.executors.get_mut(&executor_id) {
+            if e.kind == ExecutorKind::Default {
+                return Err(format!(
+                    "executor '{executor_id}' is the default executor, which runs task groups only; launch the task with LAUNCH_GROUP or give it an executor id of its own"
+                ));
+            }
             if kind == ExecutorKind::Command || e.kind == ExecutorKind::Command {
                 return Err(format!(
                     "executor '{executor_id}' already runs a command task; a command task needs an executor of its own"
@@ -225,24 +306,172 @@ impl Registry {
             });
         }
         let (container_id, directory) = container_id();
-        let mut executor = Executor {
-            info,
-            kind,
-            container_id,
-            directory,
-            state: ExecutorState::Registering,
-            queued: BTreeMap::new(),
-            launched: BTreeMap::new(),
-            terminated: BTreeMap::new(),
-            completed: VecDeque::new(),
-        };
+        let mut executor = Executor::new(info, kind, container_id, directory);
         match kind {
             // The agent itself is the command executor: the task is launched with it.
             ExecutorKind::Command => executor.launched.insert(task_id, entry),
-            ExecutorKind::Custom => executor.queued.insert(task_id, entry),
+            ExecutorKind::Custom | ExecutorKind::Default => executor.queued.insert(task_id, entry),
         };
         fw.executors.insert(executor_id.clone(), executor);
         Ok(Placement::NewExecutor { executor_id })
+    }
+
+    /// Places a task group the master sent for `executor` (already checked to be of
+    /// `kind`, custom or default), all its tasks or none. Returns where it went and the
+    /// group's number. Tasks wait in `queued` until a custom executor subscribes (then
+    /// they are sent together) or, for the default executor, until
+    /// [`start_group`](Self::start_group).
+    pub fn add_task_group(
+        &mut self,
+        framework: FrameworkInfo,
+        executor: ExecutorInfo,
+        kind: ExecutorKind,
+        tasks: Vec<TaskInfo>,
+        container_id: impl FnOnce() -> (String, PathBuf),
+    ) -> Result<(Placement, u64), String> {
+        let Some(framework_id) = framework.id.clone() else {
+            return Err("the framework has no id".into());
+        };
+        if tasks.is_empty() {
+            return Err("the task group has no tasks".into());
+        }
+        let fw = self
+            .frameworks
+            .entry(framework_id.value.clone())
+            .or_insert_with(|| Framework {
+                info: framework.clone(),
+                executors: BTreeMap::new(),
+                completed_executors: VecDeque::new(),
+            });
+        fw.info = framework;
+        let mut ids = BTreeSet::new();
+        for t in &tasks {
+            let id = t.task_id.value.as_str();
+            if !ids.insert(id) {
+                return Err(format!("task '{id}' appears twice in its group"));
+            }
+            if fw.executors.values().any(|e| e.task(id).is_some()) {
+                return Err(format!("task '{id}' is already known to this agent"));
+            }
+        }
+        let executor_id = executor.executor_id.value.clone();
+        let placement = match fw.executors.get(&executor_id) {
+            Some(e) if e.kind != kind => {
+                let what = match e.kind {
+                    ExecutorKind::Command => "a command task's executor",
+                    ExecutorKind::Custom => "a custom executor",
+                    ExecutorKind::Default => "the default executor",
+                };
+                return Err(format!(
+                    "executor '{executor_id}' is already running here as {what}; a task group must name an executor of the same type, or a new executor id"
+                ));
+            }
+            Some(e)
+                if matches!(
+                    e.state,
+                    ExecutorState::Terminating | ExecutorState::Terminated
+                ) =>
+            {
+                return Err(format!("executor '{executor_id}' is shutting down"));
+            }
+            Some(e) => Placement::Existing {
+                executor_id: executor_id.clone(),
+                subscribed: e.state == ExecutorState::Running,
+            },
+            None => {
+                let mut info = executor;
+                info.framework_id
+                    .get_or_insert_with(|| framework_id.clone());
+                let (container_id, directory) = container_id();
+                let e = Executor::new(info, kind, container_id, directory);
+                fw.executors.insert(executor_id.clone(), e);
+                Placement::NewExecutor {
+                    executor_id: executor_id.clone(),
+                }
+            }
+        };
+        let Some(e) = fw.executors.get_mut(&executor_id) else {
+            return Err(format!("executor '{executor_id}' vanished"));
+        };
+        let group = e.next_group;
+        e.next_group += 1;
+        // A subscribed custom executor is sent the group at once.
+        let send_now = kind == ExecutorKind::Custom
+            && matches!(
+                placement,
+                Placement::Existing {
+                    subscribed: true,
+                    ..
+                }
+            );
+        for t in tasks {
+            let id = t.task_id.value.clone();
+            let entry = Task::new(t, Some(group));
+            if send_now {
+                e.launched.insert(id, entry);
+            } else {
+                e.queued.insert(id, entry);
+            }
+        }
+        Ok((placement, group))
+    }
+
+    /// The default executor starts the queued tasks of `group`: each gets the id of its
+    /// nested container and moves to `launched`. Returns them with their container ids.
+    pub fn start_group(
+        &mut self,
+        framework: &str,
+        executor: &str,
+        group: u64,
+        mut container_id: impl FnMut() -> String,
+    ) -> Vec<(TaskInfo, String)> {
+        let Some(e) = self.executor_mut(framework, executor) else {
+            return Vec::new();
+        };
+        let ids: Vec<String> = e
+            .queued
+            .iter()
+            .filter(|(_, t)| t.group == Some(group))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(mut t) = e.queued.remove(&id) {
+                let cid = container_id();
+                t.container = Some(cid.clone());
+                out.push((t.info.clone(), cid));
+                e.launched.insert(id, t);
+            }
+        }
+        out
+    }
+
+    /// The groups with tasks waiting in `queued`, oldest first.
+    pub fn queued_groups(&self, framework: &str, executor: &str) -> Vec<u64> {
+        let Some(e) = self.executor(framework, executor) else {
+            return Vec::new();
+        };
+        let groups: BTreeSet<u64> = e.queued.values().filter_map(|t| t.group).collect();
+        groups.into_iter().collect()
+    }
+
+    /// Marks task group `group` as being killed; false if it already was.
+    pub fn begin_killing_group(&mut self, framework: &str, executor: &str, group: u64) -> bool {
+        self.executor_mut(framework, executor)
+            .is_some_and(|e| e.killing_groups.insert(group))
+    }
+
+    /// Marks the start of a task's kill; false if it had begun already.
+    pub fn begin_killing(&mut self, framework: &str, task: &str) -> bool {
+        let Some(t) = self
+            .frameworks
+            .get_mut(framework)
+            .and_then(|fw| fw.executors.values_mut().find_map(|e| e.task_mut(task)))
+        else {
+            return false;
+        };
+        t.kill_requested = true;
+        !std::mem::replace(&mut t.killing, true)
     }
 
     /// Records an update of a task: its state, and the update for the state endpoints.
@@ -294,8 +523,9 @@ impl Registry {
         }
     }
 
-    /// A custom executor subscribed: its queued tasks are to be sent to it now.
-    pub fn executor_subscribed(&mut self, framework: &str, executor: &str) -> Vec<TaskInfo> {
+    /// A custom executor subscribed: its queued tasks are to be sent to it now, single
+    /// tasks one by one and each task group whole, oldest group first.
+    pub fn executor_subscribed(&mut self, framework: &str, executor: &str) -> Vec<Launch> {
         let Some(e) = self.executor_mut(framework, executor) else {
             return Vec::new();
         };
@@ -304,10 +534,15 @@ impl Registry {
         }
         let queued = std::mem::take(&mut e.queued);
         let mut out = Vec::new();
+        let mut groups: BTreeMap<u64, Vec<TaskInfo>> = BTreeMap::new();
         for (id, t) in queued {
-            out.push(t.info.clone());
+            match t.group {
+                Some(g) => groups.entry(g).or_default().push(t.info.clone()),
+                None => out.push(Launch::Task(t.info.clone())),
+            }
             e.launched.insert(id, t);
         }
+        out.extend(groups.into_values().map(Launch::Group));
         out
     }
 
@@ -429,7 +664,7 @@ impl Registry {
                         framework_id: Id::new(fid),
                         task: t.info.clone(),
                         state: t.state,
-                        executor_id: (e.kind == ExecutorKind::Custom)
+                        executor_id: (e.kind != ExecutorKind::Command)
                             .then(|| e.info.executor_id.clone()),
                     });
                 }
@@ -537,12 +772,14 @@ mod tests {
                 subscribed: false
             }
         );
-        let sent: Vec<String> = r
-            .executor_subscribed("f", "e")
-            .into_iter()
-            .map(|t| t.task_id.value)
-            .collect();
-        assert_eq!(sent, vec!["t1", "t2"]);
+        let sent = r.executor_subscribed("f", "e");
+        assert_eq!(
+            sent,
+            vec![
+                Launch::Task(executor_task("t1", "e")),
+                Launch::Task(executor_task("t2", "e"))
+            ]
+        );
         let p = r
             .add_task(framework("f"), executor_task("t3", "e"), dir("unused"))
             .expect("third");
@@ -554,6 +791,237 @@ mod tests {
             }
         ));
         assert_eq!(r.executor("f", "e").expect("e").container_id, "c1");
+    }
+
+    fn group_task(id: &str) -> TaskInfo {
+        serde_json::from_value(json!({
+            "name": id, "task_id": {"value": id}, "agent_id": {"value": "a-S0"},
+            "command": {"value": "true"}
+        }))
+        .expect("task")
+    }
+
+    fn group_executor(id: &str, kind: &str) -> ExecutorInfo {
+        serde_json::from_value(json!({"type": kind, "executor_id": {"value": id},
+                                      "command": {"value": "./exec"}}))
+        .expect("executor")
+    }
+
+    fn ids(tasks: &[TaskInfo]) -> Vec<&str> {
+        tasks.iter().map(|t| t.task_id.value.as_str()).collect()
+    }
+
+    #[test]
+    fn a_custom_executor_gets_each_queued_group_whole() {
+        let mut r = Registry::new(10);
+        let custom = group_executor("e", "CUSTOM");
+        let (p, g0) = r
+            .add_task_group(
+                framework("f"),
+                custom.clone(),
+                ExecutorKind::Custom,
+                vec![group_task("a"), group_task("b")],
+                dir("c1"),
+            )
+            .expect("first group");
+        assert_eq!(
+            p,
+            Placement::NewExecutor {
+                executor_id: "e".into()
+            }
+        );
+        r.add_task(framework("f"), executor_task("single", "e"), dir("x"))
+            .expect("a single task on the same executor");
+        let (_, g1) = r
+            .add_task_group(
+                framework("f"),
+                custom.clone(),
+                ExecutorKind::Custom,
+                vec![group_task("c")],
+                dir("x"),
+            )
+            .expect("second group");
+        assert_ne!(g0, g1);
+        let sent = r.executor_subscribed("f", "e");
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        assert_eq!(sent[0], Launch::Task(executor_task("single", "e")));
+        match (&sent[1], &sent[2]) {
+            (Launch::Group(first), Launch::Group(second)) => {
+                assert_eq!(ids(first), ["a", "b"]);
+                assert_eq!(ids(second), ["c"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Once subscribed, a group goes straight to `launched`.
+        let (p, _) = r
+            .add_task_group(
+                framework("f"),
+                custom,
+                ExecutorKind::Custom,
+                vec![group_task("d")],
+                dir("x"),
+            )
+            .expect("third group");
+        assert!(matches!(
+            p,
+            Placement::Existing {
+                subscribed: true,
+                ..
+            }
+        ));
+        assert!(r.executor("f", "e").expect("e").launched.contains_key("d"));
+        let reports = r.reports();
+        assert!(reports
+            .iter()
+            .all(|t| t.executor_id.as_ref().is_some_and(|e| e.value == "e")));
+    }
+
+    #[test]
+    fn a_task_group_is_placed_whole_or_not_at_all() {
+        let mut r = Registry::new(10);
+        let default = group_executor("d", "DEFAULT");
+        r.add_task(framework("f"), command_task("known"), dir("c0"))
+            .expect("command task");
+        for (tasks, why) in [
+            (vec![group_task("x"), group_task("x")], "appears twice"),
+            (vec![group_task("y"), group_task("known")], "already known"),
+            (vec![], "no tasks"),
+        ] {
+            let e = r
+                .add_task_group(
+                    framework("f"),
+                    default.clone(),
+                    ExecutorKind::Default,
+                    tasks,
+                    dir("c1"),
+                )
+                .expect_err("refused");
+            assert!(e.contains(why), "{e}");
+        }
+        assert!(
+            r.task("f", "y").is_none(),
+            "nothing of a refused group stays"
+        );
+        assert!(r.executor("f", "d").is_none());
+
+        r.add_task_group(
+            framework("f"),
+            default.clone(),
+            ExecutorKind::Default,
+            vec![group_task("g1"), group_task("g2")],
+            dir("c1"),
+        )
+        .expect("group");
+        // The default executor runs groups only, and an executor id keeps its type.
+        let e = r
+            .add_task(framework("f"), executor_task("t", "d"), dir("x"))
+            .expect_err("single task");
+        assert!(e.contains("runs task groups only"), "{e}");
+        let e = r
+            .add_task_group(
+                framework("f"),
+                group_executor("d", "CUSTOM"),
+                ExecutorKind::Custom,
+                vec![group_task("g3")],
+                dir("x"),
+            )
+            .expect_err("other type");
+        assert!(
+            e.contains("already running here as the default executor"),
+            "{e}"
+        );
+        let e = r
+            .add_task_group(
+                framework("f"),
+                group_executor("known", "DEFAULT"),
+                ExecutorKind::Default,
+                vec![group_task("g4")],
+                dir("x"),
+            )
+            .expect_err("a command task's executor id");
+        assert!(e.contains("a command task's executor"), "{e}");
+        r.set_executor_state("f", "d", ExecutorState::Terminating);
+        let e = r
+            .add_task_group(
+                framework("f"),
+                default,
+                ExecutorKind::Default,
+                vec![group_task("g5")],
+                dir("x"),
+            )
+            .expect_err("shutting down");
+        assert!(e.contains("shutting down"), "{e}");
+    }
+
+    #[test]
+    fn the_default_executor_starts_groups_in_their_own_containers() {
+        let mut r = Registry::new(10);
+        let default = group_executor("d", "DEFAULT");
+        let (_, g0) = r
+            .add_task_group(
+                framework("f"),
+                default.clone(),
+                ExecutorKind::Default,
+                vec![group_task("a"), group_task("b")],
+                dir("c1"),
+            )
+            .expect("group");
+        r.set_executor_state("f", "d", ExecutorState::Running);
+        let (p, g1) = r
+            .add_task_group(
+                framework("f"),
+                default,
+                ExecutorKind::Default,
+                vec![group_task("c")],
+                dir("unused"),
+            )
+            .expect("second group");
+        assert!(matches!(
+            p,
+            Placement::Existing {
+                subscribed: true,
+                ..
+            }
+        ));
+        assert_eq!(r.queued_groups("f", "d"), vec![g0, g1]);
+        let mut n = 0;
+        let started = r.start_group("f", "d", g0, || {
+            n += 1;
+            format!("n{n}")
+        });
+        let got: Vec<(&str, &str)> = started
+            .iter()
+            .map(|(t, c)| (t.task_id.value.as_str(), c.as_str()))
+            .collect();
+        assert_eq!(got, [("a", "n1"), ("b", "n2")]);
+        let e = r.executor("f", "d").expect("d");
+        assert_eq!(
+            e.container_id, "c1",
+            "one executor container for both groups"
+        );
+        assert_eq!(e.task("a").and_then(|t| t.container.as_deref()), Some("n1"));
+        assert!(e.launched.contains_key("a") && e.queued.contains_key("c"));
+        assert_eq!(r.queued_groups("f", "d"), vec![g1]);
+
+        // A kill begins once; the group's kill is recorded once.
+        assert!(r.begin_killing("f", "a"));
+        assert!(!r.begin_killing("f", "a"));
+        assert!(r.task("f", "a").is_some_and(|t| t.kill_requested));
+        assert!(r.begin_killing_group("f", "d", g0));
+        assert!(!r.begin_killing_group("f", "d", g0));
+
+        r.set_task_state("f", "a", TaskState::TaskKilled);
+        let e = r.executor("f", "d").expect("d");
+        let live: Vec<&str> = e
+            .group_tasks(g0)
+            .filter(|t| !t.state.is_terminal())
+            .map(|t| t.info.task_id.value.as_str())
+            .collect();
+        assert_eq!(live, ["b"]);
+        assert_eq!(e.group_tasks(g0).count(), 2, "ended tasks still count");
+        let round: Registry =
+            serde_json::from_value(serde_json::to_value(&r).expect("json")).expect("back");
+        assert_eq!(round, r, "the registry checkpoints as JSON");
     }
 
     #[test]

@@ -47,7 +47,7 @@ fn task(s: &Snapshot, framework: &str, e: &Executor, t: &Task) -> Value {
         "resources": t.info.resources,
         "statuses": t.statuses,
     });
-    if e.kind == ExecutorKind::Custom {
+    if e.kind != ExecutorKind::Command {
         v["executor_id"] = json!(e.info.executor_id);
     }
     if let Some(last) = t.statuses.last() {
@@ -188,7 +188,7 @@ fn legacy_task(s: &Snapshot, framework: &str, e: &Executor, t: &Task) -> Value {
         "id": t.info.task_id.value,
         "name": t.info.name,
         "framework_id": framework,
-        "executor_id": if e.kind == ExecutorKind::Custom { e.info.executor_id.value.as_str() } else { "" },
+        "executor_id": e.info.executor_id.value,
         "slave_id": s.agent_id.clone().unwrap_or_default(),
         "state": t.state,
         "resources": legacy_resources(&t.info.resources),
@@ -214,6 +214,14 @@ fn legacy_executor(s: &Snapshot, framework: &str, e: &Executor) -> Value {
     };
     let resources: Vec<Resource> = match e.kind {
         ExecutorKind::Custom => e.info.resources.clone(),
+        // As Mesos's allocated resources: its own and its live tasks'.
+        ExecutorKind::Default => e
+            .info
+            .resources
+            .iter()
+            .cloned()
+            .chain(e.live_tasks().flat_map(|t| t.info.resources.clone()))
+            .collect(),
         ExecutorKind::Command => e
             .launched
             .values()
@@ -317,6 +325,7 @@ pub fn legacy_state(s: &Snapshot, endpoint: &str) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::ExecutorKind;
     use holdfast_api::scheduler::{FrameworkInfo, TaskInfo, TaskState};
     use std::path::PathBuf;
 
@@ -429,5 +438,62 @@ mod tests {
             fw["completed_executors"][0]["completed_tasks"][0]["state"],
             "TASK_FINISHED"
         );
+    }
+
+    #[test]
+    fn tasks_of_a_group_show_under_their_default_executor() {
+        let mut r = Registry::new(10);
+        let fw: FrameworkInfo =
+            serde_json::from_value(json!({"user": "root", "name": "fw", "id": {"value": "f1"}}))
+                .expect("fw");
+        let res =
+            |cpus: f64| json!([{"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}}]);
+        let executor = serde_json::from_value(json!({
+            "type": "DEFAULT", "executor_id": {"value": "pod"}, "resources": res(0.1)}))
+        .expect("executor");
+        let task = |id: &str| -> TaskInfo {
+            serde_json::from_value(json!({
+                "name": id, "task_id": {"value": id}, "agent_id": {"value": "a-S0"},
+                "resources": res(0.5), "command": {"value": "true"}}))
+            .expect("task")
+        };
+        let (_, group) = r
+            .add_task_group(
+                fw,
+                executor,
+                ExecutorKind::Default,
+                vec![task("g1"), task("g2")],
+                || ("c1".into(), PathBuf::from("/s/c1")),
+            )
+            .expect("group");
+        r.set_executor_state("f1", "pod", crate::registry::ExecutorState::Running);
+        r.start_group("f1", "pod", group, || "n".into());
+        r.set_task_state("f1", "g2", TaskState::TaskFinished);
+        let s = Snapshot {
+            registry: r,
+            agent_id: Some("a-S0".into()),
+            info: None,
+            master: None,
+        };
+        let tasks = get_tasks(&s);
+        assert_eq!(tasks["launched_tasks"][0]["task_id"]["value"], "g1");
+        assert_eq!(tasks["launched_tasks"][0]["executor_id"]["value"], "pod");
+        assert_eq!(tasks["terminated_tasks"][0]["executor_id"]["value"], "pod");
+        let ex = get_executors(&s);
+        assert_eq!(ex["executors"][0]["executor_info"]["type"], "DEFAULT");
+        let legacy = legacy_state(&s, "127.0.0.1:5051");
+        let e = &legacy["frameworks"][0]["executors"][0];
+        assert_eq!(e["id"], "pod");
+        assert_eq!(e["type"], "DEFAULT");
+        assert_eq!(e["tasks"][0]["executor_id"], "pod");
+        // Its own resources and its live task's: the ended one gave its back.
+        assert_eq!(e["resources"], json!({"cpus": 0.6}));
+        let ids: Vec<&str> = e["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["g1", "g2"]);
     }
 }

@@ -5,7 +5,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::json::CallKind;
-use crate::scheduler::{ExecutorInfo, FrameworkInfo, Id, KillPolicy, TaskInfo, TaskStatus};
+use crate::scheduler::{
+    ExecutorInfo, FrameworkInfo, Id, KillPolicy, TaskGroupInfo, TaskInfo, TaskStatus,
+};
 use crate::ApiError;
 
 const EXECUTOR_CALL: CallKind = CallKind("Executor::Call");
@@ -125,6 +127,10 @@ pub enum Event {
     Launch {
         task: TaskInfo,
     },
+    /// A task group, launched together (`Event.LaunchGroup.task_group`).
+    LaunchGroup {
+        tasks: Vec<TaskInfo>,
+    },
     Kill {
         task_id: Id,
         kill_policy: Option<KillPolicy>,
@@ -158,6 +164,9 @@ impl Event {
                 "container_id": {"value": container_id},
             }}),
             Event::Launch { task } => json!({"type": "LAUNCH", "launch": {"task": task}}),
+            Event::LaunchGroup { tasks } => json!({"type": "LAUNCH_GROUP", "launch_group": {
+                "task_group": TaskGroupInfo { tasks: tasks.clone() },
+            }}),
             Event::Kill {
                 task_id,
                 kill_policy,
@@ -269,5 +278,34 @@ mod tests {
             serde_json::from_value(launch["launch"]["task"].clone()).expect("task");
         assert_eq!(&Event::Launch { task }.to_json(), launch);
         assert_eq!(Event::Shutdown.to_json(), json!({"type": "SHUTDOWN"}));
+    }
+
+    #[test]
+    fn launch_group_uses_the_executor_proto_field_names() {
+        // Mesos 1.11 executor.proto: `Event.launch_group` is a `LaunchGroup` whose
+        // `task_group` is a `TaskGroupInfo` with `repeated TaskInfo tasks`.
+        let task = |id: &str| -> TaskInfo {
+            serde_json::from_value(json!({
+                "name": id, "task_id": {"value": id}, "agent_id": {"value": "a-S0"},
+                "command": {"value": "true"}, "data": "aGk="}))
+            .expect("task")
+        };
+        let event = Event::LaunchGroup {
+            tasks: vec![task("t1"), task("t2")],
+        }
+        .to_json();
+        assert_eq!(event["type"], "LAUNCH_GROUP");
+        let tasks = event["launch_group"]["task_group"]["tasks"]
+            .as_array()
+            .expect("tasks");
+        let ids: Vec<&str> = tasks
+            .iter()
+            .filter_map(|t| t["task_id"]["value"].as_str())
+            .collect();
+        assert_eq!(ids, ["t1", "t2"], "in the order the framework gave");
+        // Each task is written as it came: an executor can read it back whole.
+        let back: TaskInfo = serde_json::from_value(tasks[0].clone()).expect("task info");
+        assert_eq!(back, task("t1"));
+        assert_eq!(event.as_object().map(|o| o.len()), Some(2), "{event}");
     }
 }

@@ -604,3 +604,508 @@ fn an_update_made_while_the_master_was_away_reaches_the_framework() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// ---- Task groups ----------------------------------------------------------------------
+
+/// A DEFAULT executor (the agent's built-in one) with 0.1 cpus and 32 MB of its own.
+fn default_executor(id: &str) -> Value {
+    json!({"type": "DEFAULT", "executor_id": {"value": id},
+           "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                         {"name": "mem", "type": "SCALAR", "scalar": {"value": 32.0}}]})
+}
+
+fn is_terminal(status: &Value) -> bool {
+    matches!(
+        status["state"].as_str().unwrap_or(""),
+        "TASK_FINISHED"
+            | "TASK_FAILED"
+            | "TASK_KILLED"
+            | "TASK_ERROR"
+            | "TASK_LOST"
+            | "TASK_DROPPED"
+    )
+}
+
+/// What a framework saw: updates by task in arrival order, and executors that exited.
+#[derive(Default)]
+struct Seen {
+    updates: BTreeMap<String, Vec<Value>>,
+    /// FAILURE events: executors that exited, with their status.
+    exited: Vec<Value>,
+}
+
+impl Seen {
+    fn ended(&self, tasks: &[&str]) -> bool {
+        tasks.iter().all(|t| {
+            self.updates
+                .get(*t)
+                .and_then(|v| v.last())
+                .is_some_and(is_terminal)
+        })
+    }
+
+    fn reached(&self, task: &str, state: &str) -> bool {
+        self.updates
+            .get(task)
+            .is_some_and(|v| v.iter().any(|s| s["state"] == state))
+    }
+
+    /// The task's container id as Mesos prints it (`parent.child`).
+    fn container(&self, task: &str) -> String {
+        let running = self.updates[task]
+            .iter()
+            .find(|s| s["state"] == "TASK_RUNNING")
+            .unwrap_or_else(|| panic!("{task} never ran: {:?}", self.updates[task]));
+        support::id_string(&running["container_status"]["container_id"])
+    }
+}
+
+/// Reads the framework's events into `seen` until `done`: updates are acknowledged and
+/// passed to `on_update`, offers declined (they come back at the next allocation).
+fn watch(
+    s: &mut Scheduler,
+    seen: &mut Seen,
+    mut on_update: impl FnMut(&Scheduler, &Seen, &Value),
+    done: impl Fn(&Seen) -> bool,
+) {
+    while !done(seen) {
+        let event = s.events.next().expect("stream open");
+        match event["type"].as_str() {
+            Some("UPDATE") => {
+                let status = event["update"]["status"].clone();
+                s.acknowledge(&status);
+                let task = status["task_id"]["value"].as_str().unwrap_or("").to_owned();
+                seen.updates.entry(task).or_default().push(status.clone());
+                on_update(s, seen, &status);
+            }
+            Some("FAILURE") => seen.exited.push(event["failure"].clone()),
+            Some("OFFERS") => decline_all(s, &event),
+            _ => {}
+        }
+    }
+}
+
+fn decline_all(s: &Scheduler, offers: &Value) {
+    let ids: Vec<Value> = offers["offers"]["offers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| o["id"].clone())
+        .collect();
+    if !ids.is_empty() {
+        s.call(json!({"type": "DECLINE", "decline": {"offer_ids": ids,
+                      "filters": {"refuse_seconds": 0.0}}}));
+    }
+}
+
+/// Waits until the framework holds offers for all of the agent's `cpus` and `mem`:
+/// nothing is held by tasks or executors any more. Offers are kept, not declined, while
+/// waiting: what is freed meanwhile comes as further offers, which add up.
+fn wait_for_everything_offered(s: &mut Scheduler, cpus: f64, mem: f64, agent: &support::Agent) {
+    let deadline = Instant::now() + support::cluster::EVENT_TIMEOUT;
+    let mut held: Vec<Value> = Vec::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "resources never all came back: offered {held:?}\n{}",
+            agent.log()
+        );
+        let event = s.events.next().expect("stream open");
+        match event["type"].as_str() {
+            Some("OFFERS") => {
+                held.extend(
+                    event["offers"]["offers"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+            }
+            Some("RESCIND") => {
+                let gone = &event["rescind"]["offer_id"];
+                held.retain(|o| &o["id"] != gone);
+            }
+            _ => continue,
+        }
+        let all = json!({"resources": held
+            .iter()
+            .flat_map(|o| o["resources"].as_array().cloned().unwrap_or_default())
+            .collect::<Vec<_>>()});
+        if fits(&all, cpus, mem) == 1 {
+            decline_all(s, &json!({"offers": {"offers": held}}));
+            return;
+        }
+    }
+}
+
+/// `cpus_soft_limit` (its cpus request) of the agent's top-level container `id`.
+fn container_cpus(agent: &support::Agent, id: &str) -> Option<f64> {
+    let (status, body) =
+        agent.call(json!({"type": "GET_CONTAINERS", "get_containers": {"show_standalone": true}}));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    v["get_containers"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["container_id"]["value"] == id && c["container_id"].get("parent").is_none())
+        .and_then(|c| c["resource_statistics"]["cpus_soft_limit"].as_f64())
+}
+
+fn wait_for_cpus(agent: &support::Agent, id: &str, cpus: f64) {
+    support::wait_until(
+        &format!("executor container {id} sized for {cpus} cpus"),
+        Duration::from_secs(60),
+        || container_cpus(agent, id).is_some_and(|c| (c - cpus).abs() < 1e-6),
+    );
+}
+
+#[test]
+fn a_task_group_runs_on_the_default_executor_which_exits_after_it() {
+    let Some((master, agent)) = cluster(&["--resources=cpus:2;mem:1024"]) else {
+        return;
+    };
+    let mut s = Scheduler::subscribe(master.port, "pods", &[]);
+    let offers = s.offers();
+    let fid = s.id().to_owned();
+    // Each task checks the environment Mesos's default executor gives it.
+    let task = |id: &str| {
+        command_task(
+            id,
+            &format!(
+                "test \"$PWD\" = \"$MESOS_SANDBOX\" && test \"$MESOS_ALLOCATION_ROLE\" = '*' && test -n \"$MESOS_CONTAINER_IP\" && echo hello from {id}"
+            ),
+            0.5,
+        )
+    };
+    s.launch_group(
+        &offers[0],
+        &default_executor("pod"),
+        vec![task("web"), task("side")],
+    );
+    let mut seen = Seen::default();
+    watch(
+        &mut s,
+        &mut seen,
+        |_, _, _| {},
+        |seen| seen.ended(&["web", "side"]) && !seen.exited.is_empty(),
+    );
+
+    for t in ["web", "side"] {
+        let updates = &seen.updates[t];
+        assert_eq!(
+            states(updates),
+            ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"],
+            "{t}: {updates:#?}\n{}",
+            agent.log()
+        );
+        assert_eq!(updates[2]["message"], "Command exited with status 0");
+        assert_eq!(updates[2]["executor_id"]["value"], "pod");
+        assert_eq!(updates[2]["source"], "SOURCE_EXECUTOR");
+    }
+    // Each task in a container of its own, nested in the executor's.
+    let (web, side) = (seen.container("web"), seen.container("side"));
+    let (executor_container, _) = web.split_once('.').expect("nested");
+    assert_eq!(side.split_once('.').map(|p| p.0), Some(executor_container));
+    assert_ne!(web, side);
+    // The executor exits once its tasks have: cleanly, and the master is told.
+    assert_eq!(seen.exited[0]["executor_id"]["value"], "pod");
+    assert_eq!(seen.exited[0]["status"], 0, "{:?}", seen.exited);
+
+    // Sandboxes as Mesos lays them out: tasks/<task id> leads to the task's own.
+    let sandbox = agent.work_dir().join("containers").join(executor_container);
+    let out = std::fs::read_to_string(sandbox.join("tasks/web/stdout")).expect("web's stdout");
+    assert_eq!(out, "hello from web\n");
+    let path = format!("/frameworks/{fid}/executors/pod/runs/latest/tasks/side/stdout");
+    let (status, body) = support::raw_request(
+        agent.port,
+        "GET",
+        &format!("/files/read?path={path}&offset=0"),
+        None,
+        "",
+    )
+    .expect("/files/read");
+    assert_eq!(status, 200, "{body}");
+    let read: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(read["data"], "hello from side\n");
+
+    // What the executor and its tasks held is offered again.
+    wait_for_everything_offered(&mut s, 2.0, 1024.0, &agent);
+
+    // The agent lists the tasks under their executor, completed once acknowledged.
+    support::wait_until(
+        "the group's tasks completed",
+        Duration::from_secs(60),
+        || {
+            let (_, body) = agent.call(json!({"type": "GET_STATE"}));
+            let v: Value = serde_json::from_str(&body).expect("json");
+            let done = &v["get_state"]["get_tasks"]["completed_tasks"];
+            done.as_array().map_or(0, Vec::len) == 2
+                && done
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|t| t["executor_id"]["value"] == "pod" && t["state"] == "TASK_FINISHED")
+        },
+    );
+    let (_, body) = support::raw_request(agent.port, "GET", "/state", None, "").expect("/state");
+    let legacy: Value = serde_json::from_str(&body).expect("json");
+    let executor = &legacy["frameworks"][0]["completed_executors"][0];
+    assert_eq!(executor["id"], "pod");
+    assert_eq!(executor["type"], "DEFAULT");
+    assert_eq!(
+        executor["completed_tasks"].as_array().map_or(0, Vec::len),
+        2,
+        "{executor}"
+    );
+}
+
+#[test]
+fn a_failed_or_killed_task_takes_the_rest_of_its_group_down() {
+    let Some((master, agent)) = cluster(&["--resources=cpus:4;mem:2048"]) else {
+        return;
+    };
+    let mut s = Scheduler::subscribe(master.port, "group-policy", &["TASK_KILLING_STATE"]);
+    let offers = s.offers();
+    let sleeper = |id: &str| {
+        let mut t = command_task(id, "exec sleep 1000", 0.2);
+        t["kill_policy"] = json!({"grace_period": {"nanoseconds": 5_000_000_000u64}});
+        t["agent_id"] = offers[0]["agent_id"].clone();
+        t
+    };
+    let mut bad = command_task("bad", "exit 1", 0.2);
+    bad["agent_id"] = offers[0]["agent_id"].clone();
+    // Two groups in one ACCEPT, each on an executor of its own.
+    s.call(json!({"type": "ACCEPT", "accept": {
+        "offer_ids": [offers[0]["id"]],
+        "operations": [
+            {"type": "LAUNCH_GROUP", "launch_group": {"executor": default_executor("p1"),
+             "task_group": {"tasks": [bad, sleeper("good")]}}},
+            {"type": "LAUNCH_GROUP", "launch_group": {"executor": default_executor("p2"),
+             "task_group": {"tasks": [sleeper("k1"), sleeper("k2")]}}}],
+        "filters": {"refuse_seconds": 0.0}}}));
+    let mut killed = false;
+    let mut seen = Seen::default();
+    watch(
+        &mut s,
+        &mut seen,
+        |s, seen, _| {
+            // KILL one task of the second group once both run.
+            if !killed && seen.reached("k1", "TASK_RUNNING") && seen.reached("k2", "TASK_RUNNING") {
+                s.kill("k1");
+                killed = true;
+            }
+        },
+        |seen| seen.ended(&["bad", "good", "k1", "k2"]) && seen.exited.len() == 2,
+    );
+    let log = || format!("{:#?}\n{}", seen.updates, agent.log());
+    assert_eq!(
+        states(&seen.updates["bad"]),
+        ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"],
+        "{}",
+        log()
+    );
+    assert_eq!(
+        seen.updates["bad"][2]["message"],
+        "Command exited with status 1"
+    );
+    // Its group goes with it: killed, with TASK_KILLING for a framework that knows it.
+    for t in ["good", "k1", "k2"] {
+        assert_eq!(
+            states(&seen.updates[t]),
+            [
+                "TASK_STARTING",
+                "TASK_RUNNING",
+                "TASK_KILLING",
+                "TASK_KILLED"
+            ],
+            "{t}: {}",
+            log()
+        );
+        assert_eq!(
+            seen.updates[t][3]["message"], "Command terminated with signal Terminated",
+            "{t}"
+        );
+    }
+    let mut exited: Vec<(String, i64)> = seen
+        .exited
+        .iter()
+        .map(|f| {
+            (
+                f["executor_id"]["value"].as_str().unwrap_or("").to_owned(),
+                f["status"].as_i64().unwrap_or(-2),
+            )
+        })
+        .collect();
+    exited.sort();
+    assert_eq!(exited, [("p1".to_owned(), 0), ("p2".to_owned(), 0)]);
+}
+
+#[test]
+fn a_second_group_joins_a_running_default_executor() {
+    let Some((master, agent)) = cluster(&["--resources=cpus:2;mem:1024"]) else {
+        return;
+    };
+    let mut s = Scheduler::subscribe(master.port, "two-groups", &[]);
+    let offers = s.offers();
+    s.launch_group(
+        &offers[0],
+        &default_executor("pod"),
+        vec![command_task("long", "exec sleep 1000", 0.5)],
+    );
+    let mut seen = Seen::default();
+    watch(
+        &mut s,
+        &mut seen,
+        |_, _, _| {},
+        |seen| seen.reached("long", "TASK_RUNNING"),
+    );
+    let long = seen.container("long");
+    let (executor_container, _) = long.split_once('.').expect("nested");
+    let executor_container = executor_container.to_owned();
+    // The executor's container holds its own cpus and its task's.
+    wait_for_cpus(&agent, &executor_container, 0.6);
+
+    // A second group on the same executor while the first runs, and a group asking for
+    // a health check, which the default executor refuses whole.
+    let offers = s.offers();
+    let agent_id = offers[0]["agent_id"].clone();
+    let with_agent = |mut t: Value| {
+        t["agent_id"] = agent_id.clone();
+        t
+    };
+    let mut checked = command_task("checked", "true", 0.1);
+    checked["health_check"] = json!({"type": "COMMAND", "command": {"value": "true"}});
+    s.call(json!({"type": "ACCEPT", "accept": {
+        "offer_ids": [offers[0]["id"]],
+        "operations": [
+            {"type": "LAUNCH_GROUP", "launch_group": {"executor": default_executor("pod"),
+             "task_group": {"tasks": [with_agent(command_task(
+                 "short", "while [ ! -e go ]; do sleep 0.05; done", 0.25))]}}},
+            {"type": "LAUNCH_GROUP", "launch_group": {"executor": default_executor("hc"),
+             "task_group": {"tasks": [with_agent(checked), with_agent(command_task("buddy", "true", 0.1))]}}}],
+        "filters": {"refuse_seconds": 0.0}}}));
+    watch(
+        &mut s,
+        &mut seen,
+        |_, _, _| {},
+        |seen| seen.reached("short", "TASK_RUNNING") && seen.ended(&["checked", "buddy"]),
+    );
+    let short = seen.container("short");
+    assert_eq!(
+        short.split_once('.').map(|p| p.0),
+        Some(executor_container.as_str()),
+        "one executor container for both groups"
+    );
+    // It grew to hold the new task before the task started.
+    let cpus = container_cpus(&agent, &executor_container);
+    assert!(cpus.is_some_and(|c| (c - 0.85).abs() < 1e-6), "{cpus:?}");
+    for t in ["checked", "buddy"] {
+        let st = seen.updates[t].last().expect("update");
+        assert_eq!(st["state"], "TASK_FAILED", "{t}: {st}");
+        assert_eq!(st["reason"], "REASON_TASK_GROUP_INVALID", "{t}: {st}");
+        let message = st["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains("task 'checked' asks for a health check"),
+            "{message}"
+        );
+    }
+
+    // The second group ends; the executor shrinks back and keeps running the first.
+    let (_, child) = short.split_once('.').expect("nested");
+    let sandbox = agent
+        .work_dir()
+        .join("containers")
+        .join(&executor_container)
+        .join("containers")
+        .join(child);
+    std::fs::write(sandbox.join("go"), "").expect("go");
+    watch(
+        &mut s,
+        &mut seen,
+        |_, _, _| {},
+        |seen| seen.ended(&["short"]),
+    );
+    assert_eq!(
+        states(&seen.updates["short"]),
+        ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+    );
+    wait_for_cpus(&agent, &executor_container, 0.6);
+    assert!(seen.exited.is_empty(), "the executor still runs 'long'");
+
+    // KILL of the last task: the executor exits and everything is offered again.
+    s.kill("long");
+    watch(
+        &mut s,
+        &mut seen,
+        |_, _, _| {},
+        |seen| seen.ended(&["long"]) && !seen.exited.is_empty(),
+    );
+    assert_eq!(
+        seen.updates["long"].last().expect("end")["state"],
+        "TASK_KILLED"
+    );
+    assert_eq!(seen.exited[0]["executor_id"]["value"], "pod");
+    assert_eq!(seen.exited[0]["status"], 0);
+    wait_for_everything_offered(&mut s, 2.0, 1024.0, &agent);
+    assert_eq!(
+        container_cpus(&agent, &executor_container),
+        None,
+        "its container ended"
+    );
+}
+
+#[test]
+fn a_custom_executor_receives_a_task_group_whole() {
+    let Some((master, agent)) = cluster(&["--resources=cpus:2;mem:1024"]) else {
+        return;
+    };
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/executors/echo_executor.py"
+    );
+    let mut s = Scheduler::subscribe(master.port, "custom-group", &[]);
+    let offers = s.offers();
+    let executor = json!({
+        "type": "CUSTOM", "executor_id": {"value": "echo"},
+        "command": {"value": format!("exec python3 {script}")},
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                      {"name": "mem", "type": "SCALAR", "scalar": {"value": 64.0}}]});
+    let task = |id: &str| {
+        let mut t = command_task(id, "unused", 0.1);
+        t.as_object_mut().map(|o| o.remove("command"));
+        t
+    };
+    s.launch_group(&offers[0], &executor, vec![task("g1"), task("g2")]);
+    // The group reaches the executor (once it subscribed) as one LAUNCH_GROUP.
+    let mut running = Vec::new();
+    let mut told = None;
+    while running.len() < 2 || told.is_none() {
+        let event = s.events.next().expect("stream open");
+        match event["type"].as_str() {
+            Some("UPDATE") => {
+                let st = event["update"]["status"].clone();
+                assert_eq!(st["state"], "TASK_RUNNING", "{event}\n{}", agent.log());
+                assert_eq!(st["executor_id"]["value"], "echo");
+                s.acknowledge(&st);
+                running.push(st["task_id"]["value"].as_str().unwrap_or("").to_owned());
+            }
+            Some("MESSAGE") => told = Some(unb64(&event["message"]["data"])),
+            _ => {}
+        }
+    }
+    running.sort();
+    assert_eq!(running, ["g1", "g2"]);
+    assert_eq!(told.as_deref(), Some("group g1 g2"));
+    // The agent shows them under their executor.
+    let (_, body) = agent.call(json!({"type": "GET_TASKS"}));
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let launched = v["get_tasks"]["launched_tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(launched.len(), 2, "{body}");
+    assert!(
+        launched.iter().all(|t| t["executor_id"]["value"] == "echo"),
+        "{body}"
+    );
+}

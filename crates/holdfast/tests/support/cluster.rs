@@ -283,6 +283,32 @@ impl Scheduler {
             "filters": {"refuse_seconds": 0.0}}}));
     }
 
+    /// LAUNCH_GROUP of `tasks` (TaskInfo without agent_id, which is filled in) on
+    /// `executor` (an ExecutorInfo), with `offer`.
+    pub fn launch_group(&self, offer: &Value, executor: &Value, tasks: Vec<Value>) {
+        let tasks: Vec<Value> = tasks
+            .into_iter()
+            .map(|mut t| {
+                t["agent_id"] = offer["agent_id"].clone();
+                t
+            })
+            .collect();
+        self.call(json!({"type": "ACCEPT", "accept": {
+            "offer_ids": [offer["id"]],
+            "operations": [{"type": "LAUNCH_GROUP", "launch_group": {
+                "executor": executor, "task_group": {"tasks": tasks}}}],
+            "filters": {"refuse_seconds": 0.0}}}));
+    }
+
+    /// Acknowledges `status` if it carries a uuid (updates the master makes up do not).
+    pub fn acknowledge(&self, status: &Value) {
+        if status.get("uuid").is_some() {
+            self.call(json!({"type": "ACKNOWLEDGE", "acknowledge": {
+                "agent_id": status["agent_id"], "task_id": status["task_id"],
+                "uuid": status["uuid"]}}));
+        }
+    }
+
     /// The next status update; acknowledged at once when it carries a uuid.
     pub fn next_update(&mut self) -> Value {
         let update = self.events.next_of("UPDATE");
