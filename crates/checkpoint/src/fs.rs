@@ -4,6 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `data` to `path` atomically and durably.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
@@ -23,10 +24,14 @@ fn replace(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     // Hidden temp name: loaders skip dot files, so a crash leaves nothing they would read.
+    // Unique per write, not per process: two threads replacing the same file at once must
+    // not rename each other's temporary file away.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let tmp: PathBuf = dir.join(format!(
-        ".{}.tmp.{}",
+        ".{}.tmp.{}.{}",
         name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -159,6 +164,26 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("x.json")]);
+    }
+
+    #[test]
+    fn concurrent_replacements_of_one_file_all_succeed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("shared.json");
+        std::thread::scope(|s| {
+            for t in 0..4u8 {
+                let p = &p;
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        write_atomic_volatile(p, &[t; 64]).expect("concurrent write");
+                    }
+                });
+            }
+        });
+        let data = fs::read(&p).expect("read");
+        assert_eq!(data.len(), 64);
+        assert!(data.iter().all(|b| *b == data[0]), "one writer's content, whole");
+        assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 1, "no temp left");
     }
 
     #[test]
