@@ -899,7 +899,19 @@ impl Master {
                 }
                 Operation::LaunchGroup { executor, tasks } => {
                     let mut group = Vec::new();
-                    let mut all = Resources::default();
+                    // The executor's own resources, unless it already runs on the agent
+                    // (a later group for the same executor) and holds them already.
+                    let key = (agent_id.clone(), executor.executor_id.value.clone());
+                    let new_executor = !self
+                        .frameworks
+                        .get(framework)
+                        .is_some_and(|fw| fw.executors.contains_key(&key));
+                    let executor_resources = if new_executor {
+                        Resources::new(executor.resources.clone()).unwrap_or_default()
+                    } else {
+                        Resources::default()
+                    };
+                    let mut all = executor_resources.clone();
                     let mut ok = true;
                     for task in &tasks {
                         match self.validate_task(
@@ -919,12 +931,19 @@ impl Master {
                     }
                     // A group starts whole or not at all.
                     if !ok || !remaining.contains(&all) {
+                        let message = if ok {
+                            format!(
+                                "Total resources {all} required by the task group and its executor are more than available {remaining}"
+                            )
+                        } else {
+                            "A task of its group is invalid".to_owned()
+                        };
                         for (task, _) in group {
                             let status = made_up_status(
                                 &task.task_id,
                                 Some(&task.agent_id),
                                 TaskState::TaskError,
-                                "A task of its group is invalid",
+                                &message,
                                 "REASON_TASK_GROUP_INVALID",
                                 now,
                             );
@@ -937,6 +956,9 @@ impl Master {
                     for (task, r) in group {
                         infos.push(task.clone());
                         self.start_task(framework, &agent_id, &role, task, r, Some(&*executor));
+                    }
+                    if new_executor {
+                        self.charge_executor(framework, key, &role, executor_resources);
                     }
                     self.send_agent(
                         &agent_id,

@@ -1141,3 +1141,67 @@ fn an_executor_is_charged_once_and_freed_when_it_exits() {
     w.call(&fw, CallBody::Teardown);
     assert_eq!(used(&w), 0.0);
 }
+
+#[test]
+fn a_task_groups_executor_is_charged_once_and_freed_when_it_exits() {
+    let mut w = World::new();
+    let fw = w.framework("f", false);
+    let agent = w.agent("h1", "cpus:4;mem:4096");
+    let executor: holdfast_api::scheduler::ExecutorInfo =
+        serde_json::from_value(serde_json::json!({
+        "type": "DEFAULT", "executor_id": {"value": "pod"},
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1.0}}]}))
+        .expect("executor");
+    let group = |offer: &str, ids: &[&str]| {
+        let tasks = ids
+            .iter()
+            .map(|id| task(id, &agent, 0.5, 32.0))
+            .collect::<Vec<_>>();
+        CallBody::Accept(Accept {
+            offer_ids: vec![Id::new(offer)],
+            operations: vec![Operation::LaunchGroup {
+                executor: Box::new(executor.clone()),
+                tasks,
+            }],
+            filters: Filters {
+                refuse_seconds: Some(0.0),
+            },
+        })
+    };
+    let used = |w: &World| w.m.agents[&agent].used.scalar("cpus");
+    let offers = w.offers();
+    let out = w.call(&fw, group(&offers[0].1.id.value, &["a", "b"]));
+    assert!(updates(&out).is_empty(), "the group launches: {out:?}");
+    assert_eq!(used(&w), 2.0, "two tasks of 0.5 and their executor's 1");
+    // A second group for the running executor pays only for its task.
+    let offers = w.offers();
+    let offered = Resources::new(offers[0].1.resources.clone()).expect("resources");
+    assert_eq!(offered.scalar("cpus"), 2.0, "the rest is offered");
+    w.call(&fw, group(&offers[0].1.id.value, &["c"]));
+    assert_eq!(used(&w), 2.5);
+    for id in ["a", "b", "c"] {
+        w.m.agent_update(&agent, &fw, status(id, TaskState::TaskFinished, None));
+    }
+    assert_eq!(used(&w), 1.0, "the executor holds its share until it exits");
+    w.m.executor_exited(&fw, &agent, Id::new("pod"), 0);
+    assert_eq!(used(&w), 0.0);
+    // A group that does not fit with its executor is refused whole, with the amounts.
+    let offers = w.offers();
+    let out = w.call(
+        &fw,
+        group(
+            &offers[0].1.id.value,
+            &["d", "e", "f", "g", "h", "i", "j", "k"],
+        ),
+    );
+    let refused = updates(&out);
+    assert_eq!(refused.len(), 8);
+    assert!(
+        refused[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("task group and its executor are more than available")),
+        "{refused:?}"
+    );
+    assert_eq!(used(&w), 0.0);
+}
