@@ -10,13 +10,15 @@
 //! {
 //!   "version": 1,
 //!   "agents":      { "<agent id>": { "info": <AgentInfo> }, ... },
-//!   "unreachable": { "<agent id>": { "timestamp": <seconds since the epoch> }, ... }
+//!   "unreachable": { "<agent id>": { "timestamp_ns": <nanoseconds since the epoch> }, ... }
 //! }
 //! ```
 //!
 //! `agents` are the agents admitted (registered, and not unreachable since);
 //! `unreachable` the agents marked unreachable, with when, until they come back or the
 //! registry's garbage collection forgets them. An agent is in at most one of the two.
+//! Times are whole nanoseconds, as Mesos's `TimeInfo` and the `unreachable_time`
+//! frameworks are told: a float would not always read back as the same number.
 //! The operations and the encoding are pure; [`load`] and [`store`] are the only file
 //! access.
 
@@ -55,8 +57,8 @@ pub struct Admitted {
 /// tells its info again.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Unreachable {
-    /// When it was marked unreachable: wall-clock seconds since the epoch.
-    pub timestamp: f64,
+    /// When it was marked unreachable: wall-clock nanoseconds since the epoch.
+    pub timestamp_ns: i64,
 }
 
 impl Default for Registry {
@@ -84,21 +86,21 @@ impl Registry {
     }
 
     /// Moves agent `id` from the admitted agents to the unreachable ones, as of
-    /// `timestamp`. An agent already unreachable keeps its first time (frameworks were
-    /// told that one). Returns whether the document changed.
-    pub fn mark_unreachable(&mut self, id: &str, timestamp: f64) -> bool {
+    /// `timestamp_ns`. An agent already unreachable keeps its first time (frameworks
+    /// were told that one). Returns whether the document changed.
+    pub fn mark_unreachable(&mut self, id: &str, timestamp_ns: i64) -> bool {
         let was_admitted = self.agents.remove(id).is_some();
         if self.unreachable.contains_key(id) {
             return was_admitted;
         }
         self.unreachable
-            .insert(id.to_owned(), Unreachable { timestamp });
+            .insert(id.to_owned(), Unreachable { timestamp_ns });
         true
     }
 
-    /// When agent `id` was marked unreachable, if it is.
-    pub fn unreachable_since(&self, id: &str) -> Option<f64> {
-        self.unreachable.get(id).map(|u| u.timestamp)
+    /// When agent `id` was marked unreachable (nanoseconds since the epoch), if it is.
+    pub fn unreachable_since(&self, id: &str) -> Option<i64> {
+        self.unreachable.get(id).map(|u| u.timestamp_ns)
     }
 
     pub fn is_admitted(&self, id: &str) -> bool {
@@ -107,22 +109,22 @@ impl Registry {
 
     /// The registry's garbage collection, as Mesos's: the unreachable agents beyond the
     /// newest `max_count` go, and so does every one marked unreachable more than
-    /// `max_age` before `now` (wall-clock seconds). Returns the ids removed, oldest
-    /// first. Admitted agents are never pruned.
-    pub fn prune(&mut self, now: f64, max_age: Duration, max_count: usize) -> Vec<String> {
-        let mut by_age: Vec<(f64, String)> = self
+    /// `max_age` before `now_ns` (nanoseconds since the epoch). Returns the ids removed,
+    /// oldest first. Admitted agents are never pruned.
+    pub fn prune(&mut self, now_ns: i64, max_age: Duration, max_count: usize) -> Vec<String> {
+        // Oldest first; the id breaks ties so the result does not depend on map order.
+        let mut by_age: Vec<(i64, String)> = self
             .unreachable
             .iter()
-            .map(|(id, u)| (u.timestamp, id.clone()))
+            .map(|(id, u)| (u.timestamp_ns, id.clone()))
             .collect();
-        // Oldest first; the id breaks ties so the result does not depend on map order.
-        by_age.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        by_age.sort();
         let excess = by_age.len().saturating_sub(max_count);
-        let max_age = max_age.as_secs_f64();
+        let max_age = i128::try_from(max_age.as_nanos()).unwrap_or(i128::MAX);
         let removed: Vec<String> = by_age
             .into_iter()
             .enumerate()
-            .filter(|(i, (timestamp, _))| *i < excess || now - timestamp > max_age)
+            .filter(|(i, (t, _))| *i < excess || i128::from(now_ns) - i128::from(*t) > max_age)
             .map(|(_, (_, id))| id)
             .collect();
         for id in &removed {
@@ -229,6 +231,12 @@ pub fn store(path: &Path, encoded: &[u8]) -> Result<(), RegistryError> {
     })
 }
 
+/// Wall-clock seconds as the whole nanoseconds the registry keeps and frameworks are
+/// told (`unreachable_time`).
+pub fn nanos(wall_secs: f64) -> i64 {
+    (wall_secs * 1e9) as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,15 +259,11 @@ mod tests {
         assert!(r.admit("a", &info("h2")), "changed info is written");
         assert_eq!(r.agents["a"].info.hostname, "h2");
 
-        assert!(r.mark_unreachable("a", 100.0));
+        assert!(r.mark_unreachable("a", 100));
         assert!(!r.is_admitted("a"));
-        assert_eq!(r.unreachable_since("a"), Some(100.0));
-        assert!(!r.mark_unreachable("a", 200.0), "already unreachable");
-        assert_eq!(
-            r.unreachable_since("a"),
-            Some(100.0),
-            "the first time stays"
-        );
+        assert_eq!(r.unreachable_since("a"), Some(100));
+        assert!(!r.mark_unreachable("a", 200), "already unreachable");
+        assert_eq!(r.unreachable_since("a"), Some(100), "the first time stays");
 
         assert!(
             r.admit("a", &info("h2")),
@@ -274,12 +278,12 @@ mod tests {
         // A recovered agent that did not come back is only in the admitted list of the
         // document it was recovered from; marking it is the same operation.
         let mut r = Registry::default();
-        assert!(r.mark_unreachable("x", 5.0));
-        assert_eq!(r.unreachable_since("x"), Some(5.0));
+        assert!(r.mark_unreachable("x", 5));
+        assert_eq!(r.unreachable_since("x"), Some(5));
         assert!(r.agents.is_empty());
     }
 
-    fn with_unreachable(times: &[(&str, f64)]) -> Registry {
+    fn with_unreachable(times: &[(&str, i64)]) -> Registry {
         let mut r = Registry::default();
         r.admit("live", &info("live"));
         for (id, t) in times {
@@ -291,13 +295,13 @@ mod tests {
     #[test]
     fn pruning_drops_the_oldest_beyond_the_count_and_the_too_old() {
         let week = Duration::from_secs(7 * 86400);
-        let day = 86400.0;
-        let now = 100.0 * day;
+        let day = 86_400_000_000_000;
+        let now = 100 * day;
         let times = [
-            ("d", now - 3.0 * day),
-            ("a", now - 10.0 * day),
-            ("c", now - 5.0 * day),
-            ("b", now - 8.0 * day),
+            ("d", now - 3 * day),
+            ("a", now - 10 * day),
+            ("c", now - 5 * day),
+            ("b", now - 8 * day),
         ];
         // By age: older than a week.
         let mut r = with_unreachable(&times);
@@ -309,7 +313,7 @@ mod tests {
         // By count: the oldest go first, whatever their age.
         let mut r = with_unreachable(&times);
         assert_eq!(r.prune(now, week * 4, 1), ["a", "b", "c"]);
-        assert_eq!(r.unreachable_since("d"), Some(now - 3.0 * day));
+        assert_eq!(r.unreachable_since("d"), Some(now - 3 * day));
 
         // Both: the count leaves two, and one of them is too old.
         let mut r = with_unreachable(&times);
@@ -328,14 +332,14 @@ mod tests {
     fn the_document_round_trips_and_carries_its_version() {
         let mut r = Registry::default();
         r.admit("m-S0", &info("h1"));
-        r.mark_unreachable("m-S1", 1_700_000_000.123_456_7);
+        r.mark_unreachable("m-S1", 1_700_000_000_123_456_789);
         let bytes = r.encode();
         let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
         assert_eq!(v["version"], 1);
         assert_eq!(v["agents"]["m-S0"]["info"]["hostname"], "h1");
         assert_eq!(
-            v["unreachable"]["m-S1"]["timestamp"],
-            1_700_000_000.123_456_7
+            v["unreachable"]["m-S1"]["timestamp_ns"],
+            1_700_000_000_123_456_789_i64
         );
         assert_eq!(Registry::decode(&bytes).expect("decode"), r);
     }

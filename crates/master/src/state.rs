@@ -22,7 +22,7 @@ use holdfast_api::ApiError;
 use holdfast_resources::Resources;
 
 use crate::allocator::{refuse_timeout, Allocator};
-use crate::registry::Registry;
+use crate::registry::{nanos, Registry};
 
 /// The time, twice: monotonic for timers and filters, wall-clock seconds for the
 /// timestamps frameworks see.
@@ -1314,10 +1314,8 @@ impl Master {
                     "REASON_RECONCILIATION",
                     now,
                 );
-                status.unreachable_time =
-                    unreachable_since.map(|since| holdfast_api::scheduler::Nanos {
-                        nanoseconds: (since * 1e9) as i64,
-                    });
+                status.unreachable_time = unreachable_since
+                    .map(|nanoseconds| holdfast_api::scheduler::Nanos { nanoseconds });
                 updates.push(status);
             }
         }
@@ -1601,7 +1599,7 @@ impl Master {
         }
         self.rescind_agent_offers(agent);
         // The updates below wait for the registry to be written.
-        let changed = self.registry.mark_unreachable(agent, now.wall);
+        let changed = self.registry.mark_unreachable(agent, nanos(now.wall));
         self.registry_changed(changed);
         // Mesos schedules the marking (rate limited) and then completes it; here both
         // happen at once, so nothing is ever cancelled.
@@ -1633,7 +1631,7 @@ impl Master {
                 );
                 if partition_aware {
                     s.unreachable_time = Some(holdfast_api::scheduler::Nanos {
-                        nanoseconds: (now.wall * 1e9) as i64,
+                        nanoseconds: nanos(now.wall),
                     });
                 }
                 t.record(&s);
@@ -1681,7 +1679,7 @@ impl Master {
                 hostname = %info.hostname,
                 "agent did not register again within {timeout:?} after the master started; marking it unreachable"
             );
-            let changed = self.registry.mark_unreachable(&id, now.wall);
+            let changed = self.registry.mark_unreachable(&id, nanos(now.wall));
             self.registry_changed(changed);
             for name in [
                 "slave_unreachable_scheduled",
@@ -1712,7 +1710,7 @@ impl Master {
     /// Mesos. Returns how many agents went.
     pub fn prune_registry(&mut self, now: Now) -> usize {
         let removed = self.registry.prune(
-            now.wall,
+            nanos(now.wall),
             self.config.registry_max_agent_age,
             self.config.registry_max_agent_count,
         );

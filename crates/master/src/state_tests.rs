@@ -1245,7 +1245,10 @@ fn registrations_and_unreachable_agents_change_the_registry() {
     let now = w.now();
     w.m.mark_unreachable(&agent, now);
     assert!(w.m.registry_generation() > g1, "unreachable is written");
-    assert_eq!(w.m.registry().unreachable_since(&agent), Some(now.wall));
+    assert_eq!(
+        w.m.registry().unreachable_since(&agent),
+        Some(crate::registry::nanos(now.wall))
+    );
     assert!(!w.m.registry().is_admitted(&agent));
     assert_eq!(w.m.counter("slave_unreachable_scheduled"), 1);
     assert_eq!(w.m.counter("slave_unreachable_completed"), 1);
@@ -1295,7 +1298,10 @@ fn a_recovered_agent_that_does_not_come_back_is_marked_unreachable_after_the_tim
     w.m.expire_recovered_agents(now);
     assert!(w.m.recovered.is_empty());
     assert!(w.m.registry_generation() > generation, "written");
-    assert_eq!(w.m.registry().unreachable_since(&agent), Some(now.wall));
+    assert_eq!(
+        w.m.registry().unreachable_since(&agent),
+        Some(crate::registry::nanos(now.wall))
+    );
     let out = w.m.take_outputs();
     // Each connected framework hears the agent is lost, as Mesos's LostSlaveMessage.
     let lost: Vec<&str> = out
@@ -1403,7 +1409,10 @@ fn an_agent_unreachable_before_the_restart_is_unreachable_after_it() {
         w.m.recovered.is_empty(),
         "only admitted agents are recovered"
     );
-    assert_eq!(w.m.registry().unreachable_since(&agent), Some(marked.wall));
+    assert_eq!(
+        w.m.registry().unreachable_since(&agent),
+        Some(crate::registry::nanos(marked.wall))
+    );
     let now = w.now();
     w.m.expire_recovered_agents(now);
     assert!(w.m.take_outputs().is_empty());
