@@ -702,21 +702,38 @@ fn wait_for_metric(m: &MasterProcess, name: &str, value: f64) {
 /// knows (answered at once, TASK_UNKNOWN or TASK_LOST); returns the updates that came
 /// before that one's, so an empty list means no answer about `task`.
 fn reconcile(fw: &mut Scheduler, task: &str, agent: &str) -> Vec<Value> {
+    reconcile_events(fw, task, agent)
+        .into_iter()
+        .map(|e| {
+            assert_eq!(e["type"], "UPDATE", "{e}");
+            e["update"]["status"].clone()
+        })
+        .collect()
+}
+
+/// As [`reconcile`], but returns every event before the marker's answer but offers
+/// and heartbeats.
+fn reconcile_events(fw: &mut Scheduler, task: &str, agent: &str) -> Vec<Value> {
     fw.call(json!({"type": "RECONCILE", "reconcile": {"tasks": [
         {"task_id": {"value": task}, "agent_id": {"value": agent}},
         {"task_id": {"value": "marker"}, "agent_id": {"value": "no-such-agent"}}]}}));
     let mut before = Vec::new();
     loop {
-        let status = fw.next_update();
+        let event = fw.events.next().expect("the framework's stream ends");
+        if ["HEARTBEAT", "OFFERS", "RESCIND"].contains(&event["type"].as_str().unwrap_or("")) {
+            continue;
+        }
+        let status = &event["update"]["status"];
         if status["task_id"]["value"] == "marker" {
             assert_eq!(status["reason"], "REASON_RECONCILIATION", "{status}");
             return before;
         }
-        before.push(status);
+        before.push(event);
     }
 }
 
-/// Registers an agent again under `agent_id`, reporting `task` running for `framework`.
+/// Registers an agent again under `agent_id`, reporting `task` running for the
+/// framework of `framework` (a `FrameworkInfo` with its id), as an agent does.
 fn reregister_agent(port: u16, agent_id: &str, framework: &Value, task: &Value) -> EventStream {
     let mut agent = EventStream::open(
         port,
@@ -725,7 +742,8 @@ fn reregister_agent(port: u16, agent_id: &str, framework: &Value, task: &Value) 
                 "info": {"hostname": "127.0.0.1", "port": 5051, "resources": [
                     {"name": "cpus", "type": "SCALAR", "scalar": {"value": 2.0}},
                     {"name": "mem", "type": "SCALAR", "scalar": {"value": 1024.0}}]},
-                "tasks": [{"framework_id": framework, "task": task, "state": "TASK_RUNNING"}]}),
+                "tasks": [{"framework_id": framework["id"], "task": task, "state": "TASK_RUNNING"}],
+                "frameworks": [framework]}),
     );
     let registered = agent.next_of("REGISTERED");
     assert_eq!(registered["agent_id"]["value"], agent_id);
@@ -764,7 +782,6 @@ fn cluster_with_a_running_task() -> (MasterProcess, String, Value, Value) {
 #[test]
 fn a_restarted_master_remembers_its_agents_and_marks_those_that_stay_away_unreachable() {
     let (mut m, agent_id, info, task) = cluster_with_a_running_task();
-    let framework_id = info["id"].clone();
 
     // The master dies; the agent does not come back for now.
     m.kill9();
@@ -833,7 +850,7 @@ fn a_restarted_master_remembers_its_agents_and_marks_those_that_stay_away_unreac
     assert_eq!(again[0]["unreachable_time"]["nanoseconds"], since);
 
     // The agent comes back with its task: readmitted under its id.
-    let _agent = reregister_agent(m.port, &agent_id, &framework_id, &task);
+    let _agent = reregister_agent(m.port, &agent_id, &info, &task);
     let agents = get_agents(m.port);
     assert_eq!(
         ids(&agents["agents"], "/agent_info/id/value"),
@@ -852,6 +869,47 @@ fn a_restarted_master_remembers_its_agents_and_marks_those_that_stay_away_unreac
     let agents = get_agents(m.port);
     assert_eq!(
         ids(&agents["recovered_agents"], "/id/value"),
+        [agent_id.as_str()]
+    );
+}
+
+#[test]
+fn an_agent_that_registers_again_in_time_keeps_its_tasks() {
+    let (mut m, agent_id, info, task) = cluster_with_a_running_task();
+    m.kill9();
+    m.restart(&["--agent_reregister_timeout=10secs"]);
+    let window = Instant::now() + Duration::from_secs(10);
+    // The agent comes back first (agents retry within seconds, frameworks may take
+    // longer), then its framework; the master knows the task from the agent.
+    let agent = reregister_agent(m.port, &agent_id, &info, &task);
+    let _agent = LiveAgent::new(agent, m.port, &agent_id);
+    // Until its scheduler subscribes, operators see the framework recovered.
+    let frameworks = operator_json(m.port, &json!({"type": "GET_FRAMEWORKS"}));
+    let recovered = &frameworks["get_frameworks"]["frameworks"][0];
+    assert_eq!(recovered["framework_info"]["id"], info["id"]);
+    assert_eq!(recovered["recovered"], true);
+    assert_eq!(recovered["connected"], false);
+    let mut fw = Scheduler::subscribe_as(m.port, info);
+    let known = reconcile(&mut fw, "t", &agent_id);
+    assert_eq!(known.len(), 1, "{known:?}");
+    assert_eq!(known[0]["state"], "TASK_RUNNING");
+    assert_eq!(known[0]["message"], "Reconciliation: Latest task state");
+    assert_eq!(get_agents(m.port)["recovered_agents"], json!([]));
+
+    // Past the window nothing is reported lost or unreachable.
+    std::thread::sleep(window.saturating_duration_since(Instant::now()) + Duration::from_secs(2));
+    let events = reconcile_events(&mut fw, "t", &agent_id);
+    let states: Vec<&Value> = events
+        .iter()
+        .map(|e| &e["update"]["status"]["state"])
+        .collect();
+    assert_eq!(states, [&json!("TASK_RUNNING")], "{events:?}");
+    let snapshot = get_json(m.port, "/metrics/snapshot");
+    assert_eq!(snapshot["master/recovery_slave_removals"], json!(0.0));
+    assert_eq!(snapshot["master/slaves_unreachable"], json!(0.0));
+    assert_eq!(snapshot["master/tasks_running"], json!(1.0));
+    assert_eq!(
+        ids(&get_agents(m.port)["agents"], "/agent_info/id/value"),
         [agent_id.as_str()]
     );
 }

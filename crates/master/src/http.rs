@@ -338,14 +338,16 @@ fn handle_command(master: &mut Master, cmd: Command, streams: &mut Streams) {
                 agent_id,
                 info,
                 tasks,
-                frameworks: _,
+                frameworks: reported,
             } = call
             else {
                 let _ = reply.send(Err(ApiError::bad_request("expected SUBSCRIBE")));
                 return;
             };
             let result = open(agents, |stream| {
-                master.subscribe_agent(agent_id, info, tasks, stream, now())
+                let now = now();
+                master.recover_frameworks(reported, now);
+                master.subscribe_agent(agent_id, info, tasks, stream, now)
             });
             let _ = reply.send(result);
         }

@@ -233,7 +233,7 @@ fn framework_summary(m: &Master, fw: &Framework) -> Map<String, Value> {
     obj.insert("webui_url".into(), json!(webui.unwrap_or_default()));
     obj.insert("active".into(), json!(fw.connected()));
     obj.insert("connected".into(), json!(fw.connected()));
-    obj.insert("recovered".into(), json!(false));
+    obj.insert("recovered".into(), json!(fw.recovered));
     obj
 }
 

@@ -130,7 +130,7 @@ fn framework_summary(s: &FrameworkSummary, obj: &mut Map<String, Value>) {
     );
     obj.insert("active".into(), json!(s.connected));
     obj.insert("connected".into(), json!(s.connected));
-    obj.insert("recovered".into(), json!(false));
+    obj.insert("recovered".into(), json!(s.recovered));
     obj.insert("registered_time".into(), time_info(s.registered_time));
     obj.insert("reregistered_time".into(), time_info(s.reregistered_time));
 }

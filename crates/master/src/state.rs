@@ -119,6 +119,7 @@ pub enum OperatorEvent {
 pub struct FrameworkSummary {
     pub info: FrameworkInfo,
     pub connected: bool,
+    pub recovered: bool,
     pub registered_time: f64,
     pub reregistered_time: f64,
     pub unregistered_time: Option<f64>,
@@ -180,6 +181,9 @@ pub struct Framework {
     /// and the role it was allocated to: charged once, when its first task launched, and
     /// freed when it exits (not when that task ends).
     pub executor_usage: BTreeMap<(String, String), (Resources, String)>,
+    /// Known only from an agent that runs its tasks: its scheduler has not subscribed to
+    /// this master yet (Mesos's "recovered" frameworks, after a master restart).
+    pub recovered: bool,
 }
 
 impl Framework {
@@ -195,6 +199,7 @@ impl Framework {
         FrameworkSummary {
             info: self.info.clone(),
             connected: self.connected(),
+            recovered: self.recovered,
             registered_time: self.registered_time,
             reregistered_time: self.reregistered_time,
             unregistered_time: self.unregistered_time,
@@ -464,6 +469,7 @@ impl Master {
                 }
                 fw.info = framework_info;
                 fw.stream = Some(stream);
+                fw.recovered = false;
                 fw.disconnected_at = None;
                 fw.reregistered_time = now.wall;
                 self.rescind_framework_offers(&id, false);
@@ -484,6 +490,7 @@ impl Master {
                         offers: BTreeSet::new(),
                         executors: BTreeMap::new(),
                         executor_usage: BTreeMap::new(),
+                        recovered: false,
                     },
                 );
             }
@@ -1358,6 +1365,50 @@ impl Master {
     }
 
     // ---- Agents ---------------------------------------------------------------------
+
+    /// Frameworks an agent runs tasks of, as it reports them when it subscribes (call
+    /// before [`subscribe_agent`](Self::subscribe_agent)): those this master does not
+    /// know, and did not remove, are added as recovered, as Mesos does, so the tasks the
+    /// agent reports are kept even when the agent comes back to a restarted master
+    /// before the framework does. A recovered framework gets no offers until its
+    /// scheduler subscribes, and has no failover timeout running: only its scheduler or
+    /// an operator's TEARDOWN ends it.
+    pub fn recover_frameworks(&mut self, frameworks: Vec<FrameworkInfo>, now: Now) {
+        for mut info in frameworks {
+            let Some(id) = info.id.as_ref().map(|i| i.value.clone()) else {
+                continue;
+            };
+            if id.is_empty()
+                || self.frameworks.contains_key(&id)
+                || self.removed_frameworks.contains(&id)
+            {
+                continue;
+            }
+            tracing::info!(framework = %id, "recovering a framework from an agent that runs its tasks");
+            info.id = Some(Id::new(&id));
+            let roles = info.effective_roles();
+            let fw = Framework {
+                id: id.clone(),
+                info,
+                stream: None,
+                disconnected_at: None,
+                registered_time: now.wall,
+                reregistered_time: now.wall,
+                unregistered_time: None,
+                tasks: BTreeMap::new(),
+                completed: VecDeque::new(),
+                offers: BTreeSet::new(),
+                executors: BTreeMap::new(),
+                executor_usage: BTreeMap::new(),
+                recovered: true,
+            };
+            let summary = fw.summary();
+            self.frameworks.insert(id.clone(), fw);
+            self.allocator.add_framework(&id, &roles);
+            self.allocator.suppress(&id, &[]);
+            self.tell_operators(OperatorEvent::FrameworkAdded(summary));
+        }
+    }
 
     /// An agent's SUBSCRIBE on stream `stream`: registration, or reregistration with the
     /// id it was given (also after this master restarted, or after it was unreachable).

@@ -1479,3 +1479,52 @@ fn the_registry_forgets_old_unreachable_agents_and_their_unreachable_tasks() {
     assert_eq!(w.m.prune_registry(now), 1);
     assert!(w.m.registry().unreachable.is_empty());
 }
+
+#[test]
+fn an_agent_back_before_its_framework_keeps_the_framework_and_its_tasks() {
+    let (w, fw, agent) = World::with_staged_task("t");
+    let info = w.m.frameworks[&fw].info.clone();
+    let mut w = w.restarted();
+    // The agent reports the framework's task before the scheduler is back.
+    let now = w.now();
+    w.m.recover_frameworks(vec![info], now);
+    let out = w.reregister(&agent, "h1", &fw, "t");
+    assert_eq!(
+        operator_events(&out),
+        [
+            "FRAMEWORK_ADDED f",
+            "TASK_ADDED t TASK_RUNNING",
+            "AGENT_ADDED h1"
+        ]
+    );
+    let recovered = &w.m.frameworks[&fw];
+    assert!(recovered.recovered && !recovered.connected());
+    assert_eq!(recovered.tasks["t"].state, TaskState::TaskRunning);
+    let summary = crate::operator::get_frameworks(&w.m);
+    assert_eq!(summary["frameworks"][0]["recovered"], true);
+    assert_eq!(summary["frameworks"][0]["active"], false);
+
+    // No offers for it, and no failover timeout: it waits for its scheduler.
+    assert!(w.offers().is_empty());
+    w.advance(1e6);
+    let now = w.now();
+    w.m.expire_frameworks(now);
+    assert!(w.m.frameworks.contains_key(&fw));
+
+    w.resubscribe(&fw, "f", true);
+    assert!(!w.m.frameworks[&fw].recovered);
+    let u = w.reconcile(&fw, &[("t", Some(&agent))]);
+    assert_eq!(u[0].state, TaskState::TaskRunning);
+    assert!(!w.offers().is_empty(), "offers resume once it subscribed");
+}
+
+#[test]
+fn a_removed_framework_is_not_recovered() {
+    let (mut w, fw, _) = World::with_staged_task("t");
+    let info = w.m.frameworks[&fw].info.clone();
+    w.call(&fw, CallBody::Teardown);
+    let now = w.now();
+    w.m.recover_frameworks(vec![info], now);
+    assert!(w.m.frameworks.is_empty());
+    assert!(w.m.take_outputs().is_empty());
+}
