@@ -217,3 +217,39 @@ pub async fn serve(flags: MasterFlags) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: MasterFlags,
+    }
+
+    fn flags(args: &[&str]) -> MasterFlags {
+        Cli::try_parse_from(std::iter::once("master").chain(args.iter().copied()))
+            .expect("flags parse")
+            .flags
+    }
+
+    #[test]
+    fn registry_flags_default_to_mesos_values() {
+        let f = flags(&[]);
+        assert_eq!(f.agent_reregister_timeout, Duration::from_secs(600));
+        assert_eq!(f.registry_max_agent_age, Duration::from_secs(14 * 86400));
+        assert_eq!(f.registry_max_agent_count, 102_400);
+        assert_eq!(f.registry_gc_interval, Duration::from_secs(900));
+        assert!(check(&f).is_ok());
+    }
+
+    #[test]
+    fn a_zero_window_is_refused_and_a_short_one_allowed() {
+        let e = check(&flags(&["--agent_reregister_timeout=0secs"])).expect_err("zero");
+        assert!(e.to_string().contains("--agent_reregister_timeout"), "{e}");
+        assert!(check(&flags(&["--registry_gc_interval=0mins"])).is_err());
+        assert!(check(&flags(&["--agent_reregister_timeout=5secs"])).is_ok());
+    }
+}
