@@ -6,8 +6,9 @@
 //! are those of the fixtures' capture, so fixture calls name live frameworks, agents and
 //! offers) and routes calls the way the HTTP layer does. Between calls a fake clock moves
 //! on and the timers' work runs (allocation, pings, failover expiry, disconnects and
-//! reconnects), chosen by randomness derived from the input, so a script always replays
-//! the same way. After every step the cluster's bookkeeping is checked.
+//! reconnects, and restarts of the master from its registry, written and read back),
+//! chosen by randomness derived from the input, so a script always replays the same
+//! way. After every step the cluster's bookkeeping is checked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use holdfast_api::internal::{AgentCall, AgentEvent, AgentInfo, TaskReport};
 use holdfast_api::scheduler::{self, CallBody, Event, FrameworkInfo, Id, MasterInfo, Subscribe};
 use holdfast_api::{base64, ApiError};
+use holdfast_master::registry::Registry;
 use holdfast_master::state::{AgentState, Config, Master, Output};
 use holdfast_resources::Resources;
 
@@ -148,6 +150,13 @@ struct Sim {
     secs: f64,
     rng: Rng,
     next_stream: u64,
+    /// Frameworks that subscribed (with their ids), as their schedulers remember them
+    /// across a restart of the master.
+    schedulers: BTreeMap<String, FrameworkInfo>,
+    /// What each agent ran when the master last restarted: it reports those tasks when
+    /// it registers again, though the new master never heard of them.
+    agent_tasks: BTreeMap<String, Vec<TaskReport>>,
+    restarts: u64,
     /// What the run did, as a signature for the pool.
     seen: BTreeSet<String>,
 }
@@ -190,6 +199,11 @@ impl Sim {
             max_completed_tasks_per_framework: 2,
             // Few, so that agents become unreachable within a script.
             max_agent_ping_timeouts: 2,
+            // Short, so that recovered agents are marked unreachable within a script,
+            // and the registry's limits are reached.
+            agent_reregister_timeout: Duration::from_secs(30),
+            registry_max_agent_age: Duration::from_secs(3600),
+            registry_max_agent_count: 1,
             ..Config::default()
         };
         let mut sim = Sim {
@@ -198,6 +212,9 @@ impl Sim {
             secs: 0.0,
             rng: Rng::new(seed),
             next_stream: 0,
+            schedulers: BTreeMap::new(),
+            agent_tasks: BTreeMap::new(),
+            restarts: 0,
             seen: BTreeSet::new(),
         };
         let now = sim.now();
@@ -298,9 +315,10 @@ impl Sim {
                 agent_id,
                 info,
                 tasks,
-                ..
+                frameworks,
             } => {
                 let stream = self.stream();
+                self.m.recover_frameworks(frameworks, now);
                 self.m
                     .subscribe_agent(agent_id, info, tasks, stream, now)
                     .map(|_| ())
@@ -388,8 +406,53 @@ impl Sim {
         if self.rng.chance(8) {
             self.reregister_agent();
         }
+        if self.rng.chance(20) {
+            self.m.expire_recovered_agents(now);
+        }
+        if self.rng.chance(10) {
+            self.m.prune_registry(now);
+        }
+        if self.rng.chance(4) {
+            self.restart_master();
+        }
         let force = self.rng.chance(50);
         self.m.allocate(now, force);
+    }
+
+    /// The master restarts: a new one starts from the registry as written and read
+    /// back. Schedulers and agents keep what they knew.
+    fn restart_master(&mut self) {
+        for (agent, tasks) in self.agent_tasks.iter_mut() {
+            tasks.retain(|t| {
+                !self.m.frameworks.values().any(|f| {
+                    f.tasks
+                        .get(&t.task.task_id.value)
+                        .is_some_and(|k| k.agent_id == *agent)
+                })
+            });
+        }
+        for t in self.m.frameworks.values().flat_map(|f| f.tasks.values()) {
+            self.agent_tasks
+                .entry(t.agent_id.clone())
+                .or_default()
+                .push(TaskReport {
+                    framework_id: Id::new(&t.framework_id),
+                    task: t.info.clone(),
+                    state: t.state,
+                    executor_id: None,
+                });
+        }
+        // A document that does not read back is a finding of the invariants; starting
+        // empty lets the run go on.
+        let registry = Registry::decode(&self.m.registry().encode()).unwrap_or_default();
+        self.restarts += 1;
+        let mut info = self.m.info.clone();
+        info.id = format!("{FIXTURE_MASTER_ID}-{}", self.restarts);
+        let now = self.now();
+        let mut m = Master::new(info, self.m.config.clone());
+        m.recover_from_registry(registry, now);
+        self.m = m;
+        self.note("restart".to_owned());
     }
 
     fn pick_agent(
@@ -406,14 +469,19 @@ impl Sim {
         (!ids.is_empty()).then(|| self.rng.pick(&ids).clone())
     }
 
-    /// A disconnected framework's scheduler comes back (failover) with the info it had.
+    /// A disconnected framework's scheduler comes back (failover) with the info it had,
+    /// also to a master that restarted since and does not know it.
     fn resubscribe_framework(&mut self) {
         let away: Vec<FrameworkInfo> = self
-            .m
-            .frameworks
-            .values()
-            .filter(|f| f.stream.is_none())
-            .map(|f| f.info.clone())
+            .schedulers
+            .iter()
+            .filter(|(id, _)| {
+                self.m
+                    .frameworks
+                    .get(*id)
+                    .is_none_or(|f| f.stream.is_none())
+            })
+            .map(|(_, info)| info.clone())
             .collect();
         if away.is_empty() {
             return;
@@ -430,14 +498,36 @@ impl Sim {
         self.note(format!("failover {ok}"));
     }
 
-    /// An agent registers again, reporting the tasks the master thinks it runs (what an
-    /// agent that lost its connection, or restarted, does).
+    /// An agent registers again, reporting the tasks the master thinks it runs and
+    /// those it ran before the master restarted, with their frameworks (what an agent
+    /// that lost its connection, or restarted, does). Agents the master recovered, or
+    /// knows only as unreachable from its registry, come back too.
     fn reregister_agent(&mut self) {
-        let Some(agent) = self.pick_agent(|_| true) else {
+        let mut candidates: Vec<(String, AgentInfo)> = self
+            .m
+            .agents
+            .values()
+            .map(|a| (a.id.clone(), a.info.clone()))
+            .chain(
+                self.m
+                    .recovered
+                    .iter()
+                    .map(|(id, i)| (id.clone(), i.clone())),
+            )
+            .collect();
+        let any_info = candidates.first().map(|(_, i)| i.clone());
+        if let Some(info) = any_info {
+            for id in self.m.registry().unreachable.keys() {
+                if !candidates.iter().any(|(c, _)| c == id) {
+                    candidates.push((id.clone(), info.clone()));
+                }
+            }
+        }
+        if candidates.is_empty() {
             return;
-        };
-        let info = self.m.agents[&agent].info.clone();
-        let tasks: Vec<TaskReport> = self
+        }
+        let (agent, info) = self.rng.pick(&candidates).clone();
+        let mut tasks: Vec<TaskReport> = self
             .m
             .frameworks
             .values()
@@ -450,8 +540,18 @@ impl Sim {
                 executor_id: None,
             })
             .collect();
+        for t in self.agent_tasks.get(&agent).into_iter().flatten() {
+            if !tasks.iter().any(|k| k.task.task_id == t.task.task_id) {
+                tasks.push(t.clone());
+            }
+        }
+        let frameworks: Vec<FrameworkInfo> = tasks
+            .iter()
+            .filter_map(|t| self.schedulers.get(&t.framework_id.value).cloned())
+            .collect();
         let stream = self.stream();
         let now = self.now();
+        self.m.recover_frameworks(frameworks, now);
         let ok = self
             .m
             .subscribe_agent(Some(Id::new(&agent)), info, tasks, stream, now)
@@ -461,6 +561,9 @@ impl Sim {
 
     /// Drains the outputs into the signature, then checks the invariants.
     fn check(&mut self, step: &str) -> Result<(), Finding> {
+        for fw in self.m.frameworks.values().filter(|f| f.connected()) {
+            self.schedulers.insert(fw.id.clone(), fw.info.clone());
+        }
         for out in self.m.take_outputs() {
             let what = match out {
                 Output::Framework { event, .. } => format!("F {}", event_name(&event)),
@@ -514,6 +617,7 @@ fn agent_event_name(e: &AgentEvent) -> &'static str {
 
 /// What must hold between any two inputs, whatever they were.
 pub fn check_invariants(m: &Master) -> Result<(), Finding> {
+    check_registry(m)?;
     let mut offered_by_agent: BTreeMap<&str, Resources> = BTreeMap::new();
     for (id, offer) in &m.offers {
         let Some(fw) = m.frameworks.get(&offer.framework) else {
@@ -603,6 +707,57 @@ pub fn check_invariants(m: &Master) -> Result<(), Finding> {
     Ok(())
 }
 
+/// The registry agrees with the agents: every registered agent is admitted, every
+/// unreachable one is in its unreachable list, every admitted one is registered or
+/// recovered, and the document reads back as written.
+fn check_registry(m: &Master) -> Result<(), Finding> {
+    let registry = m.registry();
+    for a in m.agents.values() {
+        let listed = match a.state {
+            AgentState::Active => registry.is_admitted(&a.id),
+            AgentState::Unreachable { .. } => registry.unreachable_since(&a.id).is_some(),
+        };
+        if !listed {
+            return Err(Finding::new(
+                "agent missing from the registry",
+                format!("agent {} ({:?})", a.id, a.state),
+            ));
+        }
+    }
+    for id in registry.agents.keys() {
+        let registered = m
+            .agents
+            .get(id)
+            .is_some_and(|a| a.state == AgentState::Active);
+        if registered == m.recovered.contains_key(id) {
+            return Err(Finding::new(
+                "admitted agent neither registered nor recovered (or both)",
+                format!("agent {id}: registered {registered}"),
+            ));
+        }
+        if registry.unreachable.contains_key(id) {
+            return Err(Finding::new(
+                "agent both admitted and unreachable in the registry",
+                id.clone(),
+            ));
+        }
+    }
+    if let Some(id) = m.recovered.keys().find(|id| !registry.is_admitted(id)) {
+        return Err(Finding::new(
+            "recovered agent not admitted in the registry",
+            id.clone(),
+        ));
+    }
+    match Registry::decode(&registry.encode()) {
+        Ok(back) if back == *registry => Ok(()),
+        Ok(_) => Err(Finding::new(
+            "registry reads back different",
+            format!("{registry:?}"),
+        )),
+        Err(e) => Err(Finding::new("registry does not read back", e.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,6 +814,26 @@ mod tests {
             "{}",
             f.kind
         );
+    }
+
+    #[test]
+    fn a_restarted_master_recovers_its_agents_and_takes_them_back() {
+        let mut sim = Sim::new(&Cluster::new(), 1);
+        let agents: Vec<String> = sim.m.agents.keys().cloned().collect();
+        sim.check("setup").expect("clean");
+        sim.restart_master();
+        assert_eq!(sim.m.recovered.keys().cloned().collect::<Vec<_>>(), agents);
+        assert!(sim.m.agents.is_empty());
+        sim.check("restart")
+            .expect("the registry agrees after a restart");
+        while !sim.m.recovered.is_empty() {
+            sim.reregister_agent();
+            sim.check("reregister").expect("clean");
+        }
+        assert_eq!(sim.m.agents.keys().cloned().collect::<Vec<_>>(), agents);
+        sim.resubscribe_framework();
+        sim.check("resubscribe").expect("clean");
+        assert!(sim.m.frameworks.values().any(|f| f.connected()));
     }
 
     #[test]

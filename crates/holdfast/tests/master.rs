@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::cluster::{post, EventStream, Master as MasterProcess};
+use support::cluster::{command_task, post, EventStream, Master as MasterProcess, Scheduler};
 use support::raw_request;
 
 /// An agent's stream read by a thread that answers PINGs (as a live agent does) until
@@ -666,4 +666,250 @@ fn legacy_endpoints_answer_as_mesos_does() {
     let master = operator_json(m.port, &json!({"type": "GET_MASTER"}));
     assert_eq!(master["get_master"]["master_info"]["hostname"], "localhost");
     assert!(master["get_master"]["start_time"].as_f64() > Some(1.5e9));
+}
+
+fn get_agents(port: u16) -> Value {
+    operator_json(port, &json!({"type": "GET_AGENTS"}))["get_agents"].clone()
+}
+
+fn ids(list: &Value, pointer: &str) -> Vec<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.pointer(pointer).and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Polls `/metrics/snapshot` until `name` has `value`.
+fn wait_for_metric(m: &MasterProcess, name: &str, value: f64) {
+    let deadline = Instant::now() + support::cluster::EVENT_TIMEOUT;
+    loop {
+        let snapshot = get_json(m.port, "/metrics/snapshot");
+        if snapshot[name].as_f64() == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never became {value}: {snapshot}\n{}",
+            m.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asks the master to reconcile `task` on `agent`, then a task on an agent nobody
+/// knows (answered at once, TASK_UNKNOWN or TASK_LOST); returns the updates that came
+/// before that one's, so an empty list means no answer about `task`.
+fn reconcile(fw: &mut Scheduler, task: &str, agent: &str) -> Vec<Value> {
+    reconcile_events(fw, task, agent)
+        .into_iter()
+        .map(|e| {
+            assert_eq!(e["type"], "UPDATE", "{e}");
+            e["update"]["status"].clone()
+        })
+        .collect()
+}
+
+/// As [`reconcile`], but returns every event before the marker's answer but offers
+/// and heartbeats.
+fn reconcile_events(fw: &mut Scheduler, task: &str, agent: &str) -> Vec<Value> {
+    fw.call(json!({"type": "RECONCILE", "reconcile": {"tasks": [
+        {"task_id": {"value": task}, "agent_id": {"value": agent}},
+        {"task_id": {"value": "marker"}, "agent_id": {"value": "no-such-agent"}}]}}));
+    let mut before = Vec::new();
+    loop {
+        let event = fw.events.next().expect("the framework's stream ends");
+        if ["HEARTBEAT", "OFFERS", "RESCIND"].contains(&event["type"].as_str().unwrap_or("")) {
+            continue;
+        }
+        let status = &event["update"]["status"];
+        if status["task_id"]["value"] == "marker" {
+            assert_eq!(status["reason"], "REASON_RECONCILIATION", "{status}");
+            return before;
+        }
+        before.push(event);
+    }
+}
+
+/// Registers an agent again under `agent_id`, reporting `task` running for the
+/// framework of `framework` (a `FrameworkInfo` with its id), as an agent does.
+fn reregister_agent(port: u16, agent_id: &str, framework: &Value, task: &Value) -> EventStream {
+    let mut agent = EventStream::open(
+        port,
+        "/internal/v1/agent",
+        &json!({"type": "SUBSCRIBE", "agent_id": {"value": agent_id},
+                "info": {"hostname": "127.0.0.1", "port": 5051, "resources": [
+                    {"name": "cpus", "type": "SCALAR", "scalar": {"value": 2.0}},
+                    {"name": "mem", "type": "SCALAR", "scalar": {"value": 1024.0}}]},
+                "tasks": [{"framework_id": framework["id"], "task": task, "state": "TASK_RUNNING"}],
+                "frameworks": [framework]}),
+    );
+    let registered = agent.next_of("REGISTERED");
+    assert_eq!(registered["agent_id"]["value"], agent_id);
+    agent
+}
+
+/// A master with a work dir, an agent running a task for a partition-aware framework;
+/// returns the master, the agent's id, the framework's info (with its id) and the task
+/// as the agent was told to run it.
+fn cluster_with_a_running_task() -> (MasterProcess, String, Value, Value) {
+    let m = MasterProcess::start(&[]);
+    let (agent, agent_id) = subscribe_agent(m.port, "cpus:2;mem:1024");
+    let agent_stream = agent.stream_id.clone();
+    let agent = LiveAgent::new(agent, m.port, &agent_id);
+    let mut info = json!({"user": "root", "name": "patient", "failover_timeout": 3600.0,
+                          "capabilities": [{"type": "PARTITION_AWARE"}]});
+    let mut fw = Scheduler::subscribe_as(m.port, info.clone());
+    let offers = fw.offers();
+    fw.launch(&offers[0], vec![command_task("t", "sleep 1000", 0.5)]);
+    let task = agent.next_of("RUN_TASK")["task"].clone();
+    let (status, _) = post(
+        m.port,
+        "/internal/v1/agent",
+        &agent_stream,
+        &json!({"type": "UPDATE", "agent_id": {"value": agent_id}, "framework_id": fw.framework_id,
+                "status": {"task_id": {"value": "t"}, "state": "TASK_RUNNING",
+                           "source": "SOURCE_EXECUTOR", "uuid": "knnFONfHRvGmQM8etzVMRQ==",
+                           "timestamp": 1.5}}),
+    );
+    assert_eq!(status, 202);
+    assert_eq!(fw.next_update()["state"], "TASK_RUNNING");
+    info["id"] = fw.framework_id.clone();
+    (m, agent_id, info, task)
+}
+
+#[test]
+fn a_restarted_master_remembers_its_agents_and_marks_those_that_stay_away_unreachable() {
+    let (mut m, agent_id, info, task) = cluster_with_a_running_task();
+
+    // The master dies; the agent does not come back for now.
+    m.kill9();
+    m.restart(&["--agent_reregister_timeout=10mins"]);
+    let agents = get_agents(m.port);
+    assert_eq!(agents["agents"], json!([]));
+    assert_eq!(
+        ids(&agents["recovered_agents"], "/id/value"),
+        [agent_id.as_str()]
+    );
+    let state = get_json(m.port, "/master/state");
+    assert_eq!(ids(&state["recovered_slaves"], "/id"), [agent_id.as_str()]);
+    assert_eq!(state["unreachable_slaves"], json!(0.0));
+    // The framework subscribes again; the master does not know its task yet and does
+    // not answer for it while its agent may still come back.
+    let mut fw = Scheduler::subscribe_as(m.port, info.clone());
+    assert_eq!(reconcile(&mut fw, "t", &agent_id), Vec::<Value>::new());
+    drop(fw);
+
+    // Again, now with a short window: the agent stays away past it.
+    m.restart(&["--agent_reregister_timeout=1secs"]);
+    wait_for_metric(&m, "master/recovery_slave_removals", 1.0);
+    let agents = get_agents(m.port);
+    assert_eq!(agents["recovered_agents"], json!([]));
+    assert_eq!(agents["agents"], json!([]));
+    assert_eq!(
+        get_json(m.port, "/master/state")["unreachable_slaves"],
+        json!(1.0)
+    );
+    let snapshot = get_json(m.port, "/metrics/snapshot");
+    assert_eq!(snapshot["master/slaves_unreachable"], json!(1.0));
+    assert_eq!(
+        snapshot["master/slave_removals/reason_unhealthy"],
+        json!(1.0)
+    );
+    let mut fw = Scheduler::subscribe_as(m.port, info.clone());
+    let unreachable = reconcile(&mut fw, "t", &agent_id);
+    assert_eq!(unreachable.len(), 1, "{unreachable:?}");
+    assert_eq!(unreachable[0]["state"], "TASK_UNREACHABLE");
+    assert_eq!(unreachable[0]["reason"], "REASON_RECONCILIATION");
+    assert_eq!(unreachable[0]["agent_id"]["value"], agent_id.as_str());
+    let since = unreachable[0]["unreachable_time"]["nanoseconds"].clone();
+    assert!(
+        since
+            .as_i64()
+            .is_some_and(|n| n > 1_500_000_000_000_000_000),
+        "{since}"
+    );
+    // A framework that is not partition aware hears TASK_LOST.
+    let mut legacy = Scheduler::subscribe(m.port, "legacy", &[]);
+    let lost = reconcile(&mut legacy, "t", &agent_id);
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0]["state"], "TASK_LOST");
+    drop((fw, legacy));
+
+    // It stays unreachable across another restart, with the time it was marked.
+    m.restart(&[]);
+    assert_eq!(
+        get_json(m.port, "/master/state")["unreachable_slaves"],
+        json!(1.0)
+    );
+    assert_eq!(get_agents(m.port)["recovered_agents"], json!([]));
+    let mut fw = Scheduler::subscribe_as(m.port, info.clone());
+    let again = reconcile(&mut fw, "t", &agent_id);
+    assert_eq!(again[0]["state"], "TASK_UNREACHABLE");
+    assert_eq!(again[0]["unreachable_time"]["nanoseconds"], since);
+
+    // The agent comes back with its task: readmitted under its id.
+    let _agent = reregister_agent(m.port, &agent_id, &info, &task);
+    let agents = get_agents(m.port);
+    assert_eq!(
+        ids(&agents["agents"], "/agent_info/id/value"),
+        [agent_id.as_str()]
+    );
+    assert_eq!(
+        get_json(m.port, "/master/state")["unreachable_slaves"],
+        json!(0.0)
+    );
+    let running = reconcile(&mut fw, "t", &agent_id);
+    assert_eq!(running[0]["state"], "TASK_RUNNING");
+    drop(fw);
+
+    // Readmitted in the registry too: the next master recovers it.
+    m.restart(&[]);
+    let agents = get_agents(m.port);
+    assert_eq!(
+        ids(&agents["recovered_agents"], "/id/value"),
+        [agent_id.as_str()]
+    );
+}
+
+#[test]
+fn an_agent_that_registers_again_in_time_keeps_its_tasks() {
+    let (mut m, agent_id, info, task) = cluster_with_a_running_task();
+    m.kill9();
+    m.restart(&["--agent_reregister_timeout=10secs"]);
+    let window = Instant::now() + Duration::from_secs(10);
+    // The agent comes back first (agents retry within seconds, frameworks may take
+    // longer), then its framework; the master knows the task from the agent.
+    let agent = reregister_agent(m.port, &agent_id, &info, &task);
+    let _agent = LiveAgent::new(agent, m.port, &agent_id);
+    // Until its scheduler subscribes, operators see the framework recovered.
+    let frameworks = operator_json(m.port, &json!({"type": "GET_FRAMEWORKS"}));
+    let recovered = &frameworks["get_frameworks"]["frameworks"][0];
+    assert_eq!(recovered["framework_info"]["id"], info["id"]);
+    assert_eq!(recovered["recovered"], true);
+    assert_eq!(recovered["connected"], false);
+    let mut fw = Scheduler::subscribe_as(m.port, info);
+    let known = reconcile(&mut fw, "t", &agent_id);
+    assert_eq!(known.len(), 1, "{known:?}");
+    assert_eq!(known[0]["state"], "TASK_RUNNING");
+    assert_eq!(known[0]["message"], "Reconciliation: Latest task state");
+    assert_eq!(get_agents(m.port)["recovered_agents"], json!([]));
+
+    // Past the window nothing is reported lost or unreachable.
+    std::thread::sleep(window.saturating_duration_since(Instant::now()) + Duration::from_secs(2));
+    let events = reconcile_events(&mut fw, "t", &agent_id);
+    let states: Vec<&Value> = events
+        .iter()
+        .map(|e| &e["update"]["status"]["state"])
+        .collect();
+    assert_eq!(states, [&json!("TASK_RUNNING")], "{events:?}");
+    let snapshot = get_json(m.port, "/metrics/snapshot");
+    assert_eq!(snapshot["master/recovery_slave_removals"], json!(0.0));
+    assert_eq!(snapshot["master/slaves_unreachable"], json!(0.0));
+    assert_eq!(snapshot["master/tasks_running"], json!(1.0));
+    assert_eq!(
+        ids(&get_agents(m.port)["agents"], "/agent_info/id/value"),
+        [agent_id.as_str()]
+    );
 }

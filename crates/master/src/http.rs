@@ -7,9 +7,17 @@
 //! agent's, an operator's) are chunked responses fed by a channel per stream: one
 //! RecordIO record per chunk. When a client goes away hyper drops the body, which tells
 //! the state task.
+//!
+//! The state task also writes the registry: after each burst of commands (or timer)
+//! that changed it, and before it delivers what those commands made, so an agent hears
+//! REGISTERED, and frameworks hear of an agent marked unreachable, only once the change
+//! is durable. A write that fails stops the task (and the master) with the error, as
+//! Mesos's master aborts when its registrar fails: nothing may be acknowledged that a
+//! restart would forget.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -28,6 +36,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::legacy::{self, TasksQuery};
+use crate::registry::{self, RegistryError};
 use crate::state::{Master, Now, Output, SubscribeRefused};
 use crate::{metrics, operator};
 
@@ -164,7 +173,8 @@ impl MasterHandle {
     }
 }
 
-fn now() -> Now {
+/// The current time, as the state machine takes it.
+pub fn now() -> Now {
     Now {
         mono: Instant::now(),
         wall: SystemTime::now()
@@ -176,8 +186,18 @@ fn now() -> Now {
 
 pub use holdfast_api::ids::uuid4;
 
-/// Starts the task that owns `master` and returns the handle handlers use.
-pub fn start(master: Master, version: Value, flags: Value) -> MasterHandle {
+/// The task that owns the state: it ends with an error when the registry cannot be
+/// written, and otherwise once every handle is gone.
+pub type StateTask = tokio::task::JoinHandle<Result<(), RegistryError>>;
+
+/// Starts the task that owns `master`, persisting its registry at `registry_path`, and
+/// returns the handle handlers use with the task itself.
+pub fn start(
+    master: Master,
+    version: Value,
+    flags: Value,
+    registry_path: PathBuf,
+) -> (MasterHandle, StateTask) {
     let (tx, rx) = mpsc::channel(1024);
     let handle = MasterHandle {
         tx: tx.clone(),
@@ -187,8 +207,8 @@ pub fn start(master: Master, version: Value, flags: Value) -> MasterHandle {
         started: Instant::now(),
         leader: Arc::new(format!("//{}:{}", master.info.hostname, master.info.port)),
     };
-    tokio::spawn(run_state(master, rx));
-    handle
+    let task = tokio::spawn(run_state(master, rx, registry_path));
+    (handle, task)
 }
 
 /// The streams the state task feeds.
@@ -200,12 +220,19 @@ struct Streams {
     operators: BTreeMap<String, Stream>,
 }
 
-async fn run_state(mut master: Master, mut rx: mpsc::Receiver<Command>) {
+async fn run_state(
+    mut master: Master,
+    mut rx: mpsc::Receiver<Command>,
+    registry_path: PathBuf,
+) -> Result<(), RegistryError> {
     let mut streams = Streams::default();
     let mut heartbeat = tokio::time::interval(master.config.heartbeat_interval);
     let mut ping = tokio::time::interval(master.config.agent_ping_timeout);
     let mut allocation = tokio::time::interval(ALLOCATION_INTERVAL);
-    for t in [&mut heartbeat, &mut ping, &mut allocation] {
+    let mut registry_gc = tokio::time::interval(master.config.registry_gc_interval);
+    // What was read at startup is on disk already.
+    let mut written = master.registry_generation();
+    for t in [&mut heartbeat, &mut ping, &mut allocation, &mut registry_gc] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first tick of an interval is immediate; the SUBSCRIBED answer already
         // carries a heartbeat and a new agent needs no ping yet.
@@ -214,7 +241,7 @@ async fn run_state(mut master: Master, mut rx: mpsc::Receiver<Command>) {
     loop {
         tokio::select! {
             cmd = rx.recv() => {
-                let Some(cmd) = cmd else { return };
+                let Some(cmd) = cmd else { return Ok(()) };
                 handle_command(&mut master, cmd, &mut streams);
                 // Commands already waiting are handled before the allocation they may
                 // all change: one pass over the agents for a burst (a thousand agents
@@ -237,11 +264,41 @@ async fn run_state(mut master: Master, mut rx: mpsc::Receiver<Command>) {
             _ = allocation.tick() => {
                 let n = now();
                 master.expire_frameworks(n);
+                master.expire_recovered_agents(n);
                 master.allocate(n, true);
             }
+            _ = registry_gc.tick() => {
+                master.prune_registry(now());
+            }
+        }
+        if master.registry_generation() != written {
+            written = write_registry(&master, &registry_path).await?;
         }
         deliver(&mut master, &mut streams);
     }
+}
+
+/// Writes the registry durably, on the blocking pool; the state task waits, so the
+/// commands that arrive meanwhile make one write together. Returns the generation
+/// written.
+async fn write_registry(master: &Master, path: &std::path::Path) -> Result<u64, RegistryError> {
+    let generation = master.registry_generation();
+    let encoded = master.registry().encode();
+    let started = Instant::now();
+    let target = path.to_owned();
+    let bytes = encoded.len();
+    tokio::task::spawn_blocking(move || registry::store(&target, &encoded))
+        .await
+        .map_err(|e| RegistryError::Write {
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        })??;
+    tracing::debug!(
+        bytes,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "registry written"
+    );
+    Ok(generation)
 }
 
 fn handle_command(master: &mut Master, cmd: Command, streams: &mut Streams) {
@@ -281,14 +338,16 @@ fn handle_command(master: &mut Master, cmd: Command, streams: &mut Streams) {
                 agent_id,
                 info,
                 tasks,
-                frameworks: _,
+                frameworks: reported,
             } = call
             else {
                 let _ = reply.send(Err(ApiError::bad_request("expected SUBSCRIBE")));
                 return;
             };
             let result = open(agents, |stream| {
-                master.subscribe_agent(agent_id, info, tasks, stream, now())
+                let now = now();
+                master.recover_frameworks(reported, now);
+                master.subscribe_agent(agent_id, info, tasks, stream, now)
             });
             let _ = reply.send(result);
         }

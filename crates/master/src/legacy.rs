@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use holdfast_api::internal::AgentInfo;
 use holdfast_api::scheduler::{Capability, ExecutorInfo, MasterInfo, TaskState, TaskStatus};
 use holdfast_api::v1::{Resource, ValueType};
 use holdfast_resources::Resources;
@@ -232,7 +233,7 @@ fn framework_summary(m: &Master, fw: &Framework) -> Map<String, Value> {
     obj.insert("webui_url".into(), json!(webui.unwrap_or_default()));
     obj.insert("active".into(), json!(fw.connected()));
     obj.insert("connected".into(), json!(fw.connected()));
-    obj.insert("recovered".into(), json!(false));
+    obj.insert("recovered".into(), json!(fw.recovered));
     obj
 }
 
@@ -323,16 +324,32 @@ fn reservations(r: &Resources) -> (Vec<Resource>, BTreeMap<String, Vec<Resource>
     (unreserved, reserved)
 }
 
-/// An agent (`/master/slaves`, `/master/state`).
-pub fn agent(m: &Master, a: &Agent) -> Map<String, Value> {
+/// What `/master/slaves` and `/master/state` show of an agent's info: all they show of
+/// a recovered agent (`recovered_slaves`), and the start of a registered one's entry.
+fn agent_info(id: &str, info: &AgentInfo) -> Map<String, Value> {
     let mut obj = Map::new();
-    obj.insert("id".into(), json!(a.id));
-    obj.insert("hostname".into(), json!(a.info.hostname));
-    obj.insert("port".into(), json!(a.info.port));
-    obj.insert("attributes".into(), attributes(&a.info.attributes));
-    if let Some(d) = &a.info.domain {
+    obj.insert("id".into(), json!(id));
+    obj.insert("hostname".into(), json!(info.hostname));
+    obj.insert("port".into(), json!(info.port));
+    obj.insert("attributes".into(), attributes(&info.attributes));
+    if let Some(d) = &info.domain {
         obj.insert("domain".into(), d.clone());
     }
+    obj
+}
+
+/// Agents recovered from the registry that have not registered again.
+fn recovered_slaves(m: &Master) -> Value {
+    json!(m
+        .recovered
+        .iter()
+        .map(|(id, info)| Value::Object(agent_info(id, info)))
+        .collect::<Vec<_>>())
+}
+
+/// An agent (`/master/slaves`, `/master/state`).
+pub fn agent(m: &Master, a: &Agent) -> Map<String, Value> {
+    let mut obj = agent_info(&a.id, &a.info);
     obj.insert(
         "pid".into(),
         json!(format!("slave(1)@{}:{}", a.info.hostname, a.info.port)),
@@ -371,7 +388,7 @@ pub fn slaves(m: &Master) -> Value {
             Value::Object(obj)
         })
         .collect();
-    json!({ "slaves": slaves, "recovered_slaves": [] })
+    json!({ "slaves": slaves, "recovered_slaves": recovered_slaves(m) })
 }
 
 /// `/master/frameworks`.
@@ -431,9 +448,10 @@ pub fn state(m: &Master, ctx: &Context<'_>) -> Value {
             &|a| a.state == AgentState::Active && a.stream.is_none()
         )),
     );
+    // Those marked unreachable before the master started too: the registry has them.
     obj.insert(
         "unreachable_slaves".into(),
-        json!(count(&|a| a.state != AgentState::Active)),
+        json!(m.registry().unreachable.len() as f64),
     );
     obj.insert("leader".into(), json!(info.pid));
     obj.insert(
@@ -445,7 +463,7 @@ pub fn state(m: &Master, ctx: &Context<'_>) -> Value {
         .map(|a| Value::Object(agent(m, a)))
         .collect();
     obj.insert("slaves".into(), json!(slaves));
-    obj.insert("recovered_slaves".into(), json!([]));
+    obj.insert("recovered_slaves".into(), recovered_slaves(m));
     let frameworks = frameworks(m);
     obj.insert("frameworks".into(), frameworks["frameworks"].clone());
     obj.insert(

@@ -5,6 +5,7 @@ pub mod http;
 pub mod legacy;
 pub mod metrics;
 pub mod operator;
+pub mod registry;
 pub mod state;
 #[cfg(test)]
 mod testkit;

@@ -119,7 +119,25 @@ const COUNTERS: &[(&str, &str)] = &[
     ("slave_removals", "Agents removed from the registered ones"),
     (
         "slave_removals/reason_unhealthy",
-        "Agents removed because they stopped answering pings",
+        "Agents removed because they stopped answering pings or did not register again \
+         after the master started",
+    ),
+    (
+        "slave_unreachable_scheduled",
+        "Agents the master decided to mark unreachable",
+    ),
+    (
+        "slave_unreachable_completed",
+        "Agents marked unreachable (at once: the marking is not rate limited)",
+    ),
+    (
+        "slave_unreachable_canceled",
+        "Markings unreachable called off (never: they are not delayed)",
+    ),
+    (
+        "recovery_slave_removals",
+        "Agents recovered from the registry that did not register again within \
+         --agent_reregister_timeout",
     ),
 ];
 
@@ -202,8 +220,8 @@ pub fn snapshot(m: &Master, uptime_secs: f64, operator_subscribers: usize) -> Ve
     );
     gauge(
         "slaves_unreachable",
-        agents(&|a| a.state != AgentState::Active),
-        "Agents that stopped answering pings and have not registered again",
+        m.registry().unreachable.len() as f64,
+        "Agents marked unreachable that have not registered again (the registry's list)",
     );
 
     let frameworks = m.frameworks.len() as f64;

@@ -7,6 +7,7 @@
 //! empty repeated fields inside objects are left out while the top-level lists are
 //! always there.
 
+use holdfast_api::internal::AgentInfo;
 use holdfast_api::master::response;
 use holdfast_api::scheduler::{MasterInfo, TaskState};
 use holdfast_resources::Resources;
@@ -129,7 +130,7 @@ fn framework_summary(s: &FrameworkSummary, obj: &mut Map<String, Value>) {
     );
     obj.insert("active".into(), json!(s.connected));
     obj.insert("connected".into(), json!(s.connected));
-    obj.insert("recovered".into(), json!(false));
+    obj.insert("recovered".into(), json!(s.recovered));
     obj.insert("registered_time".into(), time_info(s.registered_time));
     obj.insert("reregistered_time".into(), time_info(s.reregistered_time));
 }
@@ -197,16 +198,21 @@ pub fn get_frameworks(m: &Master) -> Value {
 
 /// An agent (`GetAgents.Agent`). Agents do not report their version; they come from
 /// the same release as the master, whose version is shown.
-pub fn agent(m: &Master, a: &Agent) -> Value {
-    let mut info = serde_json::to_value(&a.info).unwrap_or_default();
+/// An `AgentInfo` with its id, as the operator API shows it.
+fn agent_info(agent_id: &str, info: &AgentInfo) -> Value {
+    let mut info = serde_json::to_value(info).unwrap_or_default();
     if let Some(obj) = info.as_object_mut() {
-        obj.insert("id".into(), id(&a.id));
+        obj.insert("id".into(), id(agent_id));
         if obj.get("resources").is_some_and(|r| r == &json!([])) {
             obj.remove("resources");
         }
     }
+    info
+}
+
+pub fn agent(m: &Master, a: &Agent) -> Value {
     let mut obj = Map::new();
-    obj.insert("agent_info".into(), info);
+    obj.insert("agent_info".into(), agent_info(&a.id, &a.info));
     obj.insert("active".into(), json!(a.stream.is_some()));
     obj.insert("deactivated".into(), json!(false));
     obj.insert("version".into(), json!(m.info.version));
@@ -233,10 +239,16 @@ pub fn registered_agents(m: &Master) -> impl Iterator<Item = &Agent> {
     m.agents.values().filter(|a| a.state == AgentState::Active)
 }
 
-/// `get_agents`.
+/// `get_agents`: the registered agents, and those recovered from the registry that have
+/// not registered again yet.
 pub fn get_agents(m: &Master) -> Value {
     let agents: Vec<Value> = registered_agents(m).map(|a| agent(m, a)).collect();
-    json!({ "agents": agents, "recovered_agents": [] })
+    let recovered: Vec<Value> = m
+        .recovered
+        .iter()
+        .map(|(id, info)| agent_info(id, info))
+        .collect();
+    json!({ "agents": agents, "recovered_agents": recovered })
 }
 
 /// `get_executors`: the executors frameworks' launches named, until they exit. The

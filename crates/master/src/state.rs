@@ -22,6 +22,7 @@ use holdfast_api::ApiError;
 use holdfast_resources::Resources;
 
 use crate::allocator::{refuse_timeout, Allocator};
+use crate::registry::{nanos, Registry};
 
 /// The time, twice: monotonic for timers and filters, wall-clock seconds for the
 /// timestamps frameworks see.
@@ -43,6 +44,15 @@ pub struct Config {
     pub max_completed_tasks_per_framework: usize,
     /// Removed frameworks kept for GET_STATE/GET_FRAMEWORKS.
     pub max_completed_frameworks: usize,
+    /// `--agent_reregister_timeout`: how long agents recovered from the registry have to
+    /// register again after the master started before they are marked unreachable.
+    pub agent_reregister_timeout: Duration,
+    /// `--registry_max_agent_age`: unreachable agents are forgotten after this long.
+    pub registry_max_agent_age: Duration,
+    /// `--registry_max_agent_count`: at most this many unreachable agents are kept.
+    pub registry_max_agent_count: usize,
+    /// `--registry_gc_interval`: how often those two limits are applied.
+    pub registry_gc_interval: Duration,
 }
 
 impl Default for Config {
@@ -53,6 +63,11 @@ impl Default for Config {
             max_agent_ping_timeouts: 5,
             max_completed_tasks_per_framework: 1000,
             max_completed_frameworks: 50,
+            // Mesos's defaults.
+            agent_reregister_timeout: Duration::from_secs(10 * 60),
+            registry_max_agent_age: Duration::from_secs(14 * 86400),
+            registry_max_agent_count: 100 * 1024,
+            registry_gc_interval: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -104,6 +119,7 @@ pub enum OperatorEvent {
 pub struct FrameworkSummary {
     pub info: FrameworkInfo,
     pub connected: bool,
+    pub recovered: bool,
     pub registered_time: f64,
     pub reregistered_time: f64,
     pub unregistered_time: Option<f64>,
@@ -165,6 +181,9 @@ pub struct Framework {
     /// and the role it was allocated to: charged once, when its first task launched, and
     /// freed when it exits (not when that task ends).
     pub executor_usage: BTreeMap<(String, String), (Resources, String)>,
+    /// Known only from an agent that runs its tasks: its scheduler has not subscribed to
+    /// this master yet (Mesos's "recovered" frameworks, after a master restart).
+    pub recovered: bool,
 }
 
 impl Framework {
@@ -180,6 +199,7 @@ impl Framework {
         FrameworkSummary {
             info: self.info.clone(),
             connected: self.connected(),
+            recovered: self.recovered,
             registered_time: self.registered_time,
             reregistered_time: self.reregistered_time,
             unregistered_time: self.unregistered_time,
@@ -240,6 +260,17 @@ pub struct Master {
     pub offers: BTreeMap<String, PendingOffer>,
     /// Event counts since start, by Mesos's metric name without `master/`.
     pub counters: BTreeMap<String, u64>,
+    /// Agents recovered from the registry that have not registered again since the
+    /// master started (Mesos's "recovered" agents), with what the registry knew of them.
+    /// Emptied when the last one registers or `agent_reregister_timeout` ends.
+    pub recovered: BTreeMap<String, AgentInfo>,
+    /// When recovered agents that have not come back are marked unreachable.
+    recovery_deadline: Option<Instant>,
+    /// The agents admitted and unreachable, as persisted; changed in step with `agents`.
+    registry: Registry,
+    /// Counts changes of `registry`: its owner writes the document when this moved, and
+    /// delivers the outputs of those changes only once it is written.
+    registry_generation: u64,
     allocator: Allocator,
     next_framework: u64,
     next_agent: u64,
@@ -265,6 +296,10 @@ impl Master {
             agents: BTreeMap::new(),
             offers: BTreeMap::new(),
             counters: BTreeMap::new(),
+            recovered: BTreeMap::new(),
+            recovery_deadline: None,
+            registry: Registry::default(),
+            registry_generation: 0,
             allocator: Allocator::new(),
             next_framework: 0,
             next_agent: 0,
@@ -276,6 +311,38 @@ impl Master {
 
     pub fn take_outputs(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.outputs)
+    }
+
+    /// Starts from a registry read at startup: its admitted agents are recovered (they
+    /// have `agent_reregister_timeout` from `now` to register again), its unreachable
+    /// agents stay unreachable. Call before any other input.
+    pub fn recover_from_registry(&mut self, registry: Registry, now: Now) {
+        self.recovered = registry
+            .agents
+            .iter()
+            .map(|(id, a)| (id.clone(), a.info.clone()))
+            .collect();
+        self.recovery_deadline =
+            (!self.recovered.is_empty()).then(|| now.mono + self.config.agent_reregister_timeout);
+        self.registry = registry;
+    }
+
+    /// The registry as it must be persisted.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Moves whenever the registry changed. Outputs queued with a change are
+    /// acknowledgements of it (REGISTERED to an admitted agent, updates about an
+    /// unreachable one): they must not be delivered before the registry is written.
+    pub fn registry_generation(&self) -> u64 {
+        self.registry_generation
+    }
+
+    fn registry_changed(&mut self, changed: bool) {
+        if changed {
+            self.registry_generation += 1;
+        }
     }
 
     /// The allocator, for the roles and shares it tracks.
@@ -402,6 +469,7 @@ impl Master {
                 }
                 fw.info = framework_info;
                 fw.stream = Some(stream);
+                fw.recovered = false;
                 fw.disconnected_at = None;
                 fw.reregistered_time = now.wall;
                 self.rescind_framework_offers(&id, false);
@@ -422,6 +490,7 @@ impl Master {
                         offers: BTreeSet::new(),
                         executors: BTreeMap::new(),
                         executor_usage: BTreeMap::new(),
+                        recovered: false,
                     },
                 );
             }
@@ -1226,41 +1295,57 @@ impl Master {
         if tasks.is_empty() {
             updates.extend(fw.tasks.values().map(latest));
         } else {
+            // Mesos's cases for a task the master does not know, by where its agent is.
+            // Partition-unaware frameworks get TASK_LOST for each.
             for r in tasks {
                 if let Some(t) = fw.tasks.get(&r.task_id.value) {
                     updates.push(latest(t));
                     continue;
                 }
-                let agent_known = r
-                    .agent_id
-                    .as_ref()
-                    .and_then(|a| self.agents.get(&a.value))
+                let agent = r.agent_id.as_ref().map(|a| a.value.as_str());
+                // Recovered and not registered again: no answer yet. The framework asks
+                // again and is answered once the agent registers or is marked
+                // unreachable. Without an agent id any such agent could hold the task.
+                let recovered = match agent {
+                    Some(a) => self.recovered.contains_key(a),
+                    None => !self.recovered.is_empty(),
+                };
+                if recovered {
+                    continue;
+                }
+                let registered = agent
+                    .and_then(|a| self.agents.get(a))
                     .is_some_and(|a| a.state == AgentState::Active);
-                let (state, message) = match (agent_known, partition_aware) {
-                    (true, true) => (
+                let unreachable_since = agent.and_then(|a| self.registry.unreachable_since(a));
+                let (state, message) = if registered {
+                    (
                         TaskState::TaskGone,
                         "Reconciliation: Task is unknown to the agent",
-                    ),
-                    (true, false) => (
-                        TaskState::TaskLost,
-                        "Reconciliation: Task is unknown to the agent",
-                    ),
-                    (false, true) => (TaskState::TaskUnknown, "Reconciliation: Task is unknown"),
-                    (false, false) => (TaskState::TaskLost, "Reconciliation: Task is unknown"),
-                };
-                let agent = if agent_known {
-                    r.agent_id.as_ref()
+                    )
+                } else if unreachable_since.is_some() {
+                    (
+                        TaskState::TaskUnreachable,
+                        "Reconciliation: Task is unreachable",
+                    )
                 } else {
-                    None
+                    (TaskState::TaskUnknown, "Reconciliation: Task is unknown")
                 };
-                updates.push(made_up_status(
+                let state = if partition_aware {
+                    state
+                } else {
+                    TaskState::TaskLost
+                };
+                let mut status = made_up_status(
                     &r.task_id,
-                    agent,
+                    r.agent_id.as_ref(),
                     state,
                     message,
                     "REASON_RECONCILIATION",
                     now,
-                ));
+                );
+                status.unreachable_time = unreachable_since
+                    .map(|nanoseconds| holdfast_api::scheduler::Nanos { nanoseconds });
+                updates.push(status);
             }
         }
         for u in updates {
@@ -1303,6 +1388,50 @@ impl Master {
 
     // ---- Agents ---------------------------------------------------------------------
 
+    /// Frameworks an agent runs tasks of, as it reports them when it subscribes (call
+    /// before [`subscribe_agent`](Self::subscribe_agent)): those this master does not
+    /// know, and did not remove, are added as recovered, as Mesos does, so the tasks the
+    /// agent reports are kept even when the agent comes back to a restarted master
+    /// before the framework does. A recovered framework gets no offers until its
+    /// scheduler subscribes, and has no failover timeout running: only its scheduler or
+    /// an operator's TEARDOWN ends it.
+    pub fn recover_frameworks(&mut self, frameworks: Vec<FrameworkInfo>, now: Now) {
+        for mut info in frameworks {
+            let Some(id) = info.id.as_ref().map(|i| i.value.clone()) else {
+                continue;
+            };
+            if id.is_empty()
+                || self.frameworks.contains_key(&id)
+                || self.removed_frameworks.contains(&id)
+            {
+                continue;
+            }
+            tracing::info!(framework = %id, "recovering a framework from an agent that runs its tasks");
+            info.id = Some(Id::new(&id));
+            let roles = info.effective_roles();
+            let fw = Framework {
+                id: id.clone(),
+                info,
+                stream: None,
+                disconnected_at: None,
+                registered_time: now.wall,
+                reregistered_time: now.wall,
+                unregistered_time: None,
+                tasks: BTreeMap::new(),
+                completed: VecDeque::new(),
+                offers: BTreeSet::new(),
+                executors: BTreeMap::new(),
+                executor_usage: BTreeMap::new(),
+                recovered: true,
+            };
+            let summary = fw.summary();
+            self.frameworks.insert(id.clone(), fw);
+            self.allocator.add_framework(&id, &roles);
+            self.allocator.suppress(&id, &[]);
+            self.tell_operators(OperatorEvent::FrameworkAdded(summary));
+        }
+    }
+
     /// An agent's SUBSCRIBE on stream `stream`: registration, or reregistration with the
     /// id it was given (also after this master restarted, or after it was unreachable).
     pub fn subscribe_agent(
@@ -1330,6 +1459,17 @@ impl Master {
                 id
             }
         };
+        if self.recovered.remove(&id).is_some() {
+            tracing::info!(agent = %id, "agent recovered from the registry registered again");
+            if self.recovered.is_empty() {
+                self.recovery_deadline = None;
+            }
+        } else if self.registry.unreachable_since(&id).is_some() && !self.agents.contains_key(&id) {
+            tracing::info!(agent = %id, "agent unreachable since before the master started came back; readmitting it");
+        }
+        // REGISTERED, queued below, waits for the registry to be written.
+        let changed = self.registry.admit(&id, &info);
+        self.registry_changed(changed);
         // Operators learn of agents that join the registered ones.
         let added = self
             .agents
@@ -1531,6 +1671,13 @@ impl Master {
             });
         }
         self.rescind_agent_offers(agent);
+        // The updates below wait for the registry to be written.
+        let changed = self.registry.mark_unreachable(agent, nanos(now.wall));
+        self.registry_changed(changed);
+        // Mesos schedules the marking (rate limited) and then completes it; here both
+        // happen at once, so nothing is ever cancelled.
+        self.count("slave_unreachable_scheduled");
+        self.count("slave_unreachable_completed");
         self.count("slave_removals");
         self.count("slave_removals/reason_unhealthy");
         let mut updates = Vec::new();
@@ -1557,7 +1704,7 @@ impl Master {
                 );
                 if partition_aware {
                     s.unreachable_time = Some(holdfast_api::scheduler::Nanos {
-                        nanoseconds: (now.wall * 1e9) as i64,
+                        nanoseconds: nanos(now.wall),
                     });
                 }
                 t.record(&s);
@@ -1579,6 +1726,89 @@ impl Master {
         self.allocator.remove_agent(agent);
         self.tell_operators(OperatorEvent::AgentRemoved(agent.to_owned()));
         self.dirty = true;
+    }
+
+    /// Once `agent_reregister_timeout` has passed since the master recovered, the
+    /// recovered agents that have not registered again are marked unreachable, as Mesos
+    /// does after a failover. The master knows none of their tasks, so connected
+    /// frameworks are only told the agent is lost (a FAILURE without an executor); they
+    /// learn their tasks' fate by reconciling them.
+    pub fn expire_recovered_agents(&mut self, now: Now) {
+        if self.recovery_deadline.is_none_or(|d| now.mono < d) {
+            return;
+        }
+        self.recovery_deadline = None;
+        let lost = std::mem::take(&mut self.recovered);
+        let connected: Vec<String> = self
+            .frameworks
+            .values()
+            .filter(|f| f.connected())
+            .map(|f| f.id.clone())
+            .collect();
+        let timeout = self.config.agent_reregister_timeout;
+        for (id, info) in lost {
+            tracing::warn!(
+                agent = %id,
+                hostname = %info.hostname,
+                "agent did not register again within {timeout:?} after the master started; marking it unreachable"
+            );
+            let changed = self.registry.mark_unreachable(&id, nanos(now.wall));
+            self.registry_changed(changed);
+            for name in [
+                "slave_unreachable_scheduled",
+                "slave_unreachable_completed",
+                "slave_removals",
+                "slave_removals/reason_unhealthy",
+                "recovery_slave_removals",
+            ] {
+                self.count(name);
+            }
+            for fw in &connected {
+                self.send_framework(
+                    fw,
+                    Event::Failure {
+                        agent_id: Id::new(&id),
+                        executor_id: None,
+                        status: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The registry's garbage collection (every `--registry_gc_interval`): unreachable
+    /// agents marked longer ago than `registry_max_agent_age`, or beyond the newest
+    /// `registry_max_agent_count`, are forgotten, and with them the tasks the master kept
+    /// as unreachable there; reconciling those now answers as for unknown tasks, as in
+    /// Mesos. Returns how many agents went.
+    pub fn prune_registry(&mut self, now: Now) -> usize {
+        let removed = self.registry.prune(
+            nanos(now.wall),
+            self.config.registry_max_agent_age,
+            self.config.registry_max_agent_count,
+        );
+        if removed.is_empty() {
+            return 0;
+        }
+        self.registry_changed(true);
+        for id in &removed {
+            if self
+                .agents
+                .get(id)
+                .is_some_and(|a| a.state != AgentState::Active)
+            {
+                self.agents.remove(id);
+            }
+            for fw in self.frameworks.values_mut() {
+                fw.tasks
+                    .retain(|_, t| t.agent_id != *id || t.state != TaskState::TaskUnreachable);
+            }
+        }
+        tracing::info!(
+            agents = removed.len(),
+            "forgot unreachable agents past --registry_max_agent_age or --registry_max_agent_count"
+        );
+        removed.len()
     }
 
     /// A status update from an agent, forwarded to its framework (which acknowledges it

@@ -1205,3 +1205,390 @@ fn a_task_groups_executor_is_charged_once_and_freed_when_it_exits() {
     );
     assert_eq!(used(&w), 0.0);
 }
+
+// ---- The registry and a restart of the master --------------------------------------
+
+impl World {
+    /// The master restarted: a new one (new id) on the same clock, recovered from this
+    /// one's registry as written and read back.
+    fn restarted(&self) -> World {
+        let bytes = self.m.registry().encode();
+        let registry = crate::registry::Registry::decode(&bytes).expect("the registry reads back");
+        let info = MasterInfo::new(
+            "m2",
+            std::net::Ipv4Addr::LOCALHOST,
+            "localhost",
+            5050,
+            "0.1.0",
+        );
+        let mut w = World {
+            m: Master::new(info, self.m.config.clone()),
+            start: self.start,
+            secs: self.secs,
+        };
+        let now = w.now();
+        w.m.recover_from_registry(registry, now);
+        w
+    }
+
+    /// Framework `id` (as `framework` made it) subscribes again under its id.
+    fn resubscribe(&mut self, id: &str, name: &str, partition_aware: bool) {
+        let mut info = framework_info(name);
+        info.id = Some(Id::new(id));
+        if partition_aware {
+            info.capabilities.push(Capability {
+                kind: Some("PARTITION_AWARE".to_owned()),
+            });
+        }
+        let now = self.now();
+        let back = self
+            .m
+            .subscribe_framework(
+                None,
+                Subscribe {
+                    framework_info: info,
+                    suppressed_roles: Vec::new(),
+                },
+                format!("stream-{name}-again"),
+                now,
+            )
+            .expect("subscribe again");
+        assert_eq!(back, id);
+        self.m.take_outputs();
+    }
+
+    fn reconcile(&mut self, fw: &str, tasks: &[(&str, Option<&str>)]) -> Vec<TaskStatus> {
+        let tasks = tasks
+            .iter()
+            .map(|(t, a)| ReconcileTask {
+                task_id: Id::new(*t),
+                agent_id: a.map(Id::new),
+            })
+            .collect();
+        updates(&self.call(fw, CallBody::Reconcile(tasks)))
+    }
+
+    /// Agent `id` registers again with task `t` of `fw` running.
+    fn reregister(&mut self, id: &str, host: &str, fw: &str, t: &str) -> Vec<Output> {
+        let now = self.now();
+        let report = TaskReport {
+            framework_id: Id::new(fw),
+            task: task(t, id, 1.0, 64.0),
+            state: TaskState::TaskRunning,
+            executor_id: None,
+        };
+        let back = self
+            .m
+            .subscribe_agent(
+                Some(Id::new(id)),
+                agent_info(host, "cpus:4;mem:4096"),
+                vec![report],
+                format!("astream-{host}-again"),
+                now,
+            )
+            .expect("reregister");
+        assert_eq!(back, id);
+        self.m.take_outputs()
+    }
+}
+
+#[test]
+fn registrations_and_unreachable_agents_change_the_registry() {
+    let mut w = World::new();
+    let g0 = w.m.registry_generation();
+    let agent = w.agent("h1", "cpus:4;mem:4096");
+    assert!(w.m.registry().is_admitted(&agent));
+    let g1 = w.m.registry_generation();
+    assert!(g1 > g0, "an admission is written");
+    w.reregister(&agent, "h1", "nobody", "t");
+    assert_eq!(
+        w.m.registry_generation(),
+        g1,
+        "the same agent again needs no write"
+    );
+    let now = w.now();
+    w.m.mark_unreachable(&agent, now);
+    assert!(w.m.registry_generation() > g1, "unreachable is written");
+    assert_eq!(
+        w.m.registry().unreachable_since(&agent),
+        Some(crate::registry::nanos(now.wall))
+    );
+    assert!(!w.m.registry().is_admitted(&agent));
+    assert_eq!(w.m.counter("slave_unreachable_scheduled"), 1);
+    assert_eq!(w.m.counter("slave_unreachable_completed"), 1);
+    assert_eq!(w.m.counter("recovery_slave_removals"), 0);
+}
+
+#[test]
+fn a_recovered_agent_that_does_not_come_back_is_marked_unreachable_after_the_timeout() {
+    let (mut w, fw, agent) = World::with_staged_task("t");
+    let legacy = w.framework("legacy", false);
+    let mut w = w.restarted();
+    assert_eq!(
+        w.m.recovered.keys().collect::<Vec<_>>(),
+        [&agent],
+        "admitted agents are recovered"
+    );
+    assert!(w.m.agents.is_empty(), "none has registered yet");
+    let agents = crate::operator::get_agents(&w.m);
+    assert_eq!(agents["agents"], serde_json::json!([]));
+    assert_eq!(agents["recovered_agents"][0]["id"]["value"], agent.as_str());
+    assert_eq!(agents["recovered_agents"][0]["hostname"], "h1");
+
+    // Frameworks come back; the master knows none of their tasks. Asking about a task
+    // on the recovered agent (or on no agent named while any is recovered) gets no
+    // answer yet; on an agent the master never knew, it is unknown.
+    w.resubscribe(&fw, "f", true);
+    w.resubscribe(&legacy, "legacy", false);
+    assert!(w.reconcile(&fw, &[("t", Some(&agent))]).is_empty());
+    assert!(w.reconcile(&fw, &[("t", None)]).is_empty());
+    let other = w.reconcile(&fw, &[("t", Some("elsewhere"))]);
+    assert_eq!(other[0].state, TaskState::TaskUnknown);
+    assert!(
+        w.reconcile(&fw, &[]).is_empty(),
+        "implicit: only what the master knows"
+    );
+
+    // Just before the timeout nothing happens.
+    w.advance(599.0);
+    let now = w.now();
+    let generation = w.m.registry_generation();
+    w.m.expire_recovered_agents(now);
+    assert!(w.m.take_outputs().is_empty());
+    assert_eq!(w.m.registry_generation(), generation);
+
+    w.advance(1.0);
+    let now = w.now();
+    w.m.expire_recovered_agents(now);
+    assert!(w.m.recovered.is_empty());
+    assert!(w.m.registry_generation() > generation, "written");
+    assert_eq!(
+        w.m.registry().unreachable_since(&agent),
+        Some(crate::registry::nanos(now.wall))
+    );
+    let out = w.m.take_outputs();
+    // Each connected framework hears the agent is lost, as Mesos's LostSlaveMessage.
+    let lost: Vec<&str> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Framework {
+                framework,
+                event:
+                    Event::Failure {
+                        agent_id,
+                        executor_id: None,
+                        status: None,
+                    },
+            } if agent_id.value == agent => Some(framework.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost, [fw.as_str(), legacy.as_str()]);
+    for name in [
+        "recovery_slave_removals",
+        "slave_removals",
+        "slave_removals/reason_unhealthy",
+        "slave_unreachable_scheduled",
+        "slave_unreachable_completed",
+    ] {
+        assert_eq!(w.m.counter(name), 1, "{name}");
+    }
+    let metrics = crate::metrics::snapshot(&w.m, 0.0, 0);
+    let unreachable = metrics
+        .iter()
+        .find(|x| x.name == "master/slaves_unreachable")
+        .map(|x| x.value);
+    assert_eq!(unreachable, Some(1.0));
+
+    // Now reconciliation answers: unreachable since then, or lost.
+    let aware = w.reconcile(&fw, &[("t", Some(&agent))]);
+    assert_eq!(aware.len(), 1);
+    assert_eq!(aware[0].state, TaskState::TaskUnreachable);
+    assert_eq!(
+        aware[0].message.as_deref(),
+        Some("Reconciliation: Task is unreachable")
+    );
+    assert_eq!(
+        aware[0].unreachable_time.as_ref().map(|t| t.nanoseconds),
+        Some((now.wall * 1e9) as i64)
+    );
+    assert_eq!(
+        aware[0].agent_id.as_ref().map(|a| a.value.as_str()),
+        Some(agent.as_str())
+    );
+    let old = w.reconcile(&legacy, &[("t", Some(&agent))]);
+    assert_eq!(old[0].state, TaskState::TaskLost);
+
+    // The agent comes back later: readmitted, with its task.
+    w.advance(60.0);
+    let out = w.reregister(&agent, "h1", &fw, "t");
+    assert!(w.m.registry().is_admitted(&agent));
+    assert_eq!(w.m.registry().unreachable_since(&agent), None);
+    assert!(agent_events(&out)
+        .iter()
+        .any(|e| matches!(e, AgentEvent::Registered { .. })));
+    assert_eq!(w.m.frameworks[&fw].tasks["t"].state, TaskState::TaskRunning);
+    let again = w.reconcile(&fw, &[("t", Some(&agent))]);
+    assert_eq!(again[0].state, TaskState::TaskRunning);
+}
+
+#[test]
+fn a_recovered_agent_that_comes_back_in_time_keeps_its_tasks() {
+    let (w, fw, agent) = World::with_staged_task("t");
+    let mut w = w.restarted();
+    w.resubscribe(&fw, "f", true);
+    w.advance(30.0);
+    let out = w.reregister(&agent, "h1", &fw, "t");
+    assert!(w.m.recovered.is_empty());
+    assert!(
+        updates(&out).is_empty(),
+        "nothing is reported about the task: {out:?}"
+    );
+    assert_eq!(w.m.frameworks[&fw].tasks["t"].state, TaskState::TaskRunning);
+    assert_eq!(
+        operator_events(&out),
+        ["TASK_ADDED t TASK_RUNNING", "AGENT_ADDED h1"]
+    );
+    // The timeout passes: nothing more happens to it.
+    w.advance(600.0);
+    let now = w.now();
+    w.m.expire_recovered_agents(now);
+    assert!(w.m.take_outputs().is_empty());
+    assert_eq!(w.m.agents[&agent].state, AgentState::Active);
+    assert!(w.m.registry().is_admitted(&agent));
+    assert_eq!(w.m.counter("recovery_slave_removals"), 0);
+    let known = w.reconcile(&fw, &[("t", Some(&agent))]);
+    assert_eq!(known[0].state, TaskState::TaskRunning);
+}
+
+#[test]
+fn an_agent_unreachable_before_the_restart_is_unreachable_after_it() {
+    let (mut w, fw, agent) = World::with_staged_task("t");
+    w.advance(5.0);
+    let marked = w.now();
+    w.m.mark_unreachable(&agent, marked);
+    w.advance(5.0);
+    let mut w = w.restarted();
+    assert!(
+        w.m.recovered.is_empty(),
+        "only admitted agents are recovered"
+    );
+    assert_eq!(
+        w.m.registry().unreachable_since(&agent),
+        Some(crate::registry::nanos(marked.wall))
+    );
+    let now = w.now();
+    w.m.expire_recovered_agents(now);
+    assert!(w.m.take_outputs().is_empty());
+    let state = crate::legacy::state(
+        &w.m,
+        &crate::legacy::Context {
+            version: &serde_json::json!({}),
+            flags: &serde_json::json!([]),
+            start_time: 0.0,
+        },
+    );
+    assert_eq!(state["unreachable_slaves"], serde_json::json!(1.0));
+    assert_eq!(state["recovered_slaves"], serde_json::json!([]));
+
+    w.resubscribe(&fw, "f", true);
+    let u = w.reconcile(&fw, &[("t", Some(&agent))]);
+    assert_eq!(u[0].state, TaskState::TaskUnreachable);
+    assert_eq!(
+        u[0].unreachable_time.as_ref().map(|t| t.nanoseconds),
+        Some((marked.wall * 1e9) as i64),
+        "the time it was marked, before the restart"
+    );
+
+    let out = w.reregister(&agent, "h1", &fw, "t");
+    assert!(operator_events(&out).contains(&"AGENT_ADDED h1".to_owned()));
+    assert!(w.m.registry().is_admitted(&agent));
+    assert!(w.m.registry().unreachable.is_empty());
+}
+
+#[test]
+fn the_registry_forgets_old_unreachable_agents_and_their_unreachable_tasks() {
+    let (mut w, fw, agent) = World::with_staged_task("t");
+    let other = w.agent("h2", "cpus:1;mem:128");
+    let now = w.now();
+    w.m.mark_unreachable(&agent, now);
+    w.advance(3600.0);
+    let now = w.now();
+    w.m.mark_unreachable(&other, now);
+    w.m.take_outputs();
+    assert_eq!(
+        w.m.frameworks[&fw].tasks["t"].state,
+        TaskState::TaskUnreachable
+    );
+
+    // Within both limits nothing goes.
+    let generation = w.m.registry_generation();
+    assert_eq!(w.m.prune_registry(now), 0);
+    assert_eq!(w.m.registry_generation(), generation);
+
+    // Over the count: the oldest goes, with its unreachable task.
+    w.m.config.registry_max_agent_count = 1;
+    assert_eq!(w.m.prune_registry(now), 1);
+    assert!(w.m.registry_generation() > generation);
+    assert_eq!(w.m.registry().unreachable_since(&agent), None);
+    assert!(w.m.registry().unreachable_since(&other).is_some());
+    assert!(!w.m.agents.contains_key(&agent));
+    assert!(w.m.frameworks[&fw].tasks.is_empty());
+    let u = w.reconcile(&fw, &[("t", Some(&agent))]);
+    assert_eq!(u[0].state, TaskState::TaskUnknown);
+
+    // Past the age.
+    w.advance(15.0 * 86400.0);
+    let now = w.now();
+    assert_eq!(w.m.prune_registry(now), 1);
+    assert!(w.m.registry().unreachable.is_empty());
+}
+
+#[test]
+fn an_agent_back_before_its_framework_keeps_the_framework_and_its_tasks() {
+    let (w, fw, agent) = World::with_staged_task("t");
+    let info = w.m.frameworks[&fw].info.clone();
+    let mut w = w.restarted();
+    // The agent reports the framework's task before the scheduler is back.
+    let now = w.now();
+    w.m.recover_frameworks(vec![info], now);
+    let out = w.reregister(&agent, "h1", &fw, "t");
+    assert_eq!(
+        operator_events(&out),
+        [
+            "FRAMEWORK_ADDED f",
+            "TASK_ADDED t TASK_RUNNING",
+            "AGENT_ADDED h1"
+        ]
+    );
+    let recovered = &w.m.frameworks[&fw];
+    assert!(recovered.recovered && !recovered.connected());
+    assert_eq!(recovered.tasks["t"].state, TaskState::TaskRunning);
+    let summary = crate::operator::get_frameworks(&w.m);
+    assert_eq!(summary["frameworks"][0]["recovered"], true);
+    assert_eq!(summary["frameworks"][0]["active"], false);
+
+    // No offers for it, and no failover timeout: it waits for its scheduler.
+    assert!(w.offers().is_empty());
+    w.advance(1e6);
+    let now = w.now();
+    w.m.expire_frameworks(now);
+    assert!(w.m.frameworks.contains_key(&fw));
+
+    w.resubscribe(&fw, "f", true);
+    assert!(!w.m.frameworks[&fw].recovered);
+    let u = w.reconcile(&fw, &[("t", Some(&agent))]);
+    assert_eq!(u[0].state, TaskState::TaskRunning);
+    assert!(!w.offers().is_empty(), "offers resume once it subscribed");
+}
+
+#[test]
+fn a_removed_framework_is_not_recovered() {
+    let (mut w, fw, _) = World::with_staged_task("t");
+    let info = w.m.frameworks[&fw].info.clone();
+    w.call(&fw, CallBody::Teardown);
+    let now = w.now();
+    w.m.recover_frameworks(vec![info], now);
+    assert!(w.m.frameworks.is_empty());
+    assert!(w.m.take_outputs().is_empty());
+}
