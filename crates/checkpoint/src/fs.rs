@@ -182,8 +182,15 @@ mod tests {
         });
         let data = fs::read(&p).expect("read");
         assert_eq!(data.len(), 64);
-        assert!(data.iter().all(|b| *b == data[0]), "one writer's content, whole");
-        assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 1, "no temp left");
+        assert!(
+            data.iter().all(|b| *b == data[0]),
+            "one writer's content, whole"
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).expect("ls").count(),
+            1,
+            "no temp left"
+        );
     }
 
     #[test]
