@@ -430,6 +430,9 @@ impl Actor {
                 tracing::warn!(framework = %fid, task = %task.task_id, %reason, "refusing a task");
                 if !reason.contains("already known") {
                     self.refuse_task(&framework, &task, &reason);
+                    if let Some(e) = &task.executor {
+                        self.executor_never_launched(&fid, &e.executor_id.value);
+                    }
                 }
             }
             Ok(Placement::NewExecutor { executor_id }) => {
@@ -759,8 +762,17 @@ impl Actor {
         self.executor_ended(framework, executor);
     }
 
+    /// A task or group for an executor this agent does not run was refused: the master
+    /// charged the executor's resources when it sent it, so it hears the executor exited
+    /// (status -1), as Mesos's agent tells it, although nothing was launched.
+    pub(super) fn executor_never_launched(&self, framework: &str, executor: &str) {
+        if self.registry.executor(framework, executor).is_none() {
+            self.send_executor_exited(framework, executor, -1);
+        }
+    }
+
     /// Tells the master the executor is gone, so that it frees what the executor held.
-    fn send_executor_exited(&self, framework: &str, executor: &str, status: i32) {
+    pub(super) fn send_executor_exited(&self, framework: &str, executor: &str, status: i32) {
         let link = self.link.clone();
         let (fid, eid) = (Id::new(framework), Id::new(executor));
         tokio::spawn(async move {

@@ -644,6 +644,13 @@ impl Seen {
         })
     }
 
+    /// The FAILURE event of `executor`, if it exited.
+    fn exit_of(&self, executor: &str) -> Option<&Value> {
+        self.exited
+            .iter()
+            .find(|f| f["executor_id"]["value"] == executor)
+    }
+
     fn reached(&self, task: &str, state: &str) -> bool {
         self.updates
             .get(task)
@@ -988,8 +995,15 @@ fn a_second_group_joins_a_running_default_executor() {
         &mut s,
         &mut seen,
         |_, _, _| {},
-        |seen| seen.reached("short", "TASK_RUNNING") && seen.ended(&["checked", "buddy"]),
+        |seen| {
+            seen.reached("short", "TASK_RUNNING")
+                && seen.ended(&["checked", "buddy"])
+                && seen.exit_of("hc").is_some()
+        },
     );
+    // The refused group's executor never ran; the master hears it exited (as Mesos's
+    // agent tells it), so that what it charged for it is free again.
+    assert_eq!(seen.exit_of("hc").expect("hc")["status"], -1);
     let short = seen.container("short");
     assert_eq!(
         short.split_once('.').map(|p| p.0),
@@ -1030,7 +1044,10 @@ fn a_second_group_joins_a_running_default_executor() {
         ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
     );
     wait_for_cpus(&agent, &executor_container, 0.6);
-    assert!(seen.exited.is_empty(), "the executor still runs 'long'");
+    assert!(
+        seen.exit_of("pod").is_none(),
+        "the executor still runs 'long'"
+    );
 
     // KILL of the last task: the executor exits and everything is offered again.
     s.kill("long");
@@ -1038,14 +1055,13 @@ fn a_second_group_joins_a_running_default_executor() {
         &mut s,
         &mut seen,
         |_, _, _| {},
-        |seen| seen.ended(&["long"]) && !seen.exited.is_empty(),
+        |seen| seen.ended(&["long"]) && seen.exit_of("pod").is_some(),
     );
     assert_eq!(
         seen.updates["long"].last().expect("end")["state"],
         "TASK_KILLED"
     );
-    assert_eq!(seen.exited[0]["executor_id"]["value"], "pod");
-    assert_eq!(seen.exited[0]["status"], 0);
+    assert_eq!(seen.exit_of("pod").expect("pod")["status"], 0);
     wait_for_everything_offered(&mut s, 2.0, 1024.0, &agent);
     assert_eq!(
         container_cpus(&agent, &executor_container),

@@ -39,12 +39,24 @@ impl Actor {
         let kind = match task_group::executor_kind(&executor) {
             Ok(k) => k,
             Err(why) => {
-                return self.refuse_group(&framework, &tasks, "REASON_TASK_GROUP_INVALID", &why)
+                return self.refuse_group(
+                    &framework,
+                    &eid,
+                    &tasks,
+                    "REASON_TASK_GROUP_INVALID",
+                    &why,
+                )
             }
         };
         if kind == ExecutorKind::Default {
             if let Some(why) = task_group::refusal(&tasks) {
-                return self.refuse_group(&framework, &tasks, "REASON_TASK_GROUP_INVALID", &why);
+                return self.refuse_group(
+                    &framework,
+                    &eid,
+                    &tasks,
+                    "REASON_TASK_GROUP_INVALID",
+                    &why,
+                );
             }
         }
         let work_dir = self.cfg.work_dir.clone();
@@ -74,7 +86,7 @@ impl Actor {
                     .into_iter()
                     .filter(|t| self.registry.task(&fid, &t.task_id.value).is_none())
                     .collect();
-                return self.refuse_group(&framework, &unknown, code, &reason);
+                return self.refuse_group(&framework, &eid, &unknown, code, &reason);
             }
         };
         tracing::info!(framework = %fid, executor = %eid, group, tasks = tasks.len(), ?kind, "task group placed");
@@ -98,10 +110,12 @@ impl Actor {
         }
     }
 
-    /// Every task of a group that cannot run: TASK_FAILED with `code` and `reason`.
+    /// Every task of a group that cannot run: TASK_FAILED with `code` and `reason`; and
+    /// the master hears its executor exited if the agent does not run it.
     fn refuse_group(
         &mut self,
         framework: &FrameworkInfo,
+        executor: &str,
         tasks: &[TaskInfo],
         code: &str,
         reason: &str,
@@ -110,6 +124,9 @@ impl Actor {
         let message = format!("Task group refused: {reason}");
         for t in tasks {
             self.refuse_task_with(framework, t, code, &message);
+        }
+        if let Some(fid) = framework.id.as_ref() {
+            self.executor_never_launched(&fid.value, executor);
         }
     }
 
