@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use holdfast_systemd::{Connection, Error, Scope};
@@ -27,15 +27,21 @@ pub struct Scopes {
     idle: Arc<Mutex<Vec<Connection>>>,
     /// Whether connections are kept (only with the drain thread running).
     reuse: bool,
+    /// Operations in progress, at most `MAX_IN_FLIGHT`.
+    in_flight: Mutex<usize>,
+    slot_freed: Condvar,
 }
 
 /// How often an operation is tried when systemd is away (`daemon-reexec` closes every
 /// connection and briefly refuses new ones).
 const ATTEMPTS: u32 = 5;
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
-/// Connections kept for reuse; more than this run concurrently only in bursts, and
-/// those extra ones are closed after use.
+/// Connections kept for reuse.
 const MAX_IDLE: usize = 4;
+/// Operations on systemd at once. PID 1 handles jobs one at a time, so more in flight
+/// only lengthen its queue until the last ones wait past their timeout (seen with 16
+/// launches at once on a slow host); the rest wait here, before their clock starts.
+const MAX_IN_FLIGHT: usize = MAX_IDLE;
 /// How long the drain thread waits for idle connections to become readable before it
 /// looks at the set of idle connections again.
 const DRAIN_POLL_MS: i32 = 1000;
@@ -58,6 +64,8 @@ impl Scopes {
             settings,
             idle,
             reuse,
+            in_flight: Mutex::new(0),
+            slot_freed: Condvar::new(),
         }
     }
 
@@ -87,6 +95,7 @@ impl Scopes {
     fn with<T>(&self, op: &mut dyn FnMut(&mut Connection) -> Result<T, Error>) -> Result<T, Error> {
         let mut attempt = 1;
         loop {
+            let slot = self.slot();
             let result = self.take().and_then(|mut c| {
                 let result = op(&mut c);
                 // A refusal leaves the connection as good as it was; after a broken
@@ -99,6 +108,7 @@ impl Scopes {
                 }
                 result
             });
+            drop(slot);
             match result {
                 Err(e) if retryable(&e) && attempt < ATTEMPTS => {
                     tracing::info!(error = %e, attempt, "systemd is not answering; trying again");
@@ -108,6 +118,16 @@ impl Scopes {
                 other => return other,
             }
         }
+    }
+
+    /// Waits for one of the `MAX_IN_FLIGHT` places; it is given back when dropped.
+    fn slot(&self) -> Slot<'_> {
+        let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= MAX_IN_FLIGHT {
+            n = self.slot_freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        Slot(self)
     }
 
     /// Creates the scope `unit` around process `pid` in the containers' slice, delegated to
@@ -174,6 +194,17 @@ impl Scopes {
     }
 }
 
+/// One operation's place among the `MAX_IN_FLIGHT`.
+struct Slot<'a>(&'a Scopes);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        self.0.slot_freed.notify_one();
+    }
+}
+
 const UNIT_EXISTS: &str = "org.freedesktop.systemd1.UnitExists";
 
 fn retryable(e: &Error) -> bool {
@@ -234,5 +265,45 @@ fn drain_idle(idle: Weak<Mutex<Vec<Connection>>>) {
             // Connections systemd closed are dropped.
             lock(&pool).retain_mut(|c| c.discard_pending().is_ok());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn operations_beyond_the_bound_wait_for_a_place() {
+        let scopes = Scopes::new(SystemdSettings {
+            slice: "t.slice".into(),
+            slice_path: PathBuf::from("t.slice"),
+        });
+        let now = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..(MAX_IN_FLIGHT * 3) {
+                s.spawn(|| {
+                    let _slot = scopes.slot();
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        assert_eq!(
+            done.load(Ordering::SeqCst),
+            MAX_IN_FLIGHT * 3,
+            "all got through"
+        );
+        assert_eq!(most.load(Ordering::SeqCst), MAX_IN_FLIGHT);
+        assert_eq!(
+            *scopes.in_flight.lock().expect("lock"),
+            0,
+            "every place given back"
+        );
     }
 }
