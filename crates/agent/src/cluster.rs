@@ -934,18 +934,9 @@ impl Actor {
         let (framework, executor) = (framework.to_owned(), executor.to_owned());
         tokio::spawn(async move {
             let id = ContainerId::new(&container);
-            let signalled = if grace.is_zero() {
-                Ok(())
-            } else {
-                c.signal_workload(&id, libc::SIGTERM).await
-            };
-            if let Err(e) = signalled {
-                // Its workload is gone or cannot be signalled: kill what is left.
-                tracing::warn!(container = %id, error = %error_chain(&e), "cannot stop the task gracefully; killing its container");
-                let _ = c.kill(&id, None).await;
+            if !stop_gracefully(&c, &id, grace).await {
                 return;
             }
-            tokio::time::sleep(grace).await;
             let _ = tx.send(Input::KillDeadline {
                 framework,
                 executor,
@@ -1314,6 +1305,23 @@ fn launch_parallelism() -> usize {
                 .unwrap_or(16)
         })
         .max(1)
+}
+
+/// SIGTERM to a task's workload (none with no grace), then its grace period. False when
+/// the workload is gone or cannot be signalled: its container was killed outright.
+async fn stop_gracefully(c: &Containerizer, id: &ContainerId, grace: Duration) -> bool {
+    let signalled = if grace.is_zero() {
+        Ok(())
+    } else {
+        c.signal_workload(id, libc::SIGTERM).await
+    };
+    if let Err(e) = signalled {
+        tracing::warn!(container = %id, error = %error_chain(&e), "cannot stop the task gracefully; killing its container");
+        let _ = c.kill(id, None).await;
+        return false;
+    }
+    tokio::time::sleep(grace).await;
+    true
 }
 
 /// How a command task ended, as Mesos's command executor reports it.

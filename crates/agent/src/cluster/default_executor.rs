@@ -526,17 +526,9 @@ impl Actor {
         let (framework, executor, task) =
             (framework.to_owned(), executor.to_owned(), task.to_owned());
         tokio::spawn(async move {
-            let signalled = if grace.is_zero() {
-                Ok(())
-            } else {
-                c.signal_workload(&id, libc::SIGTERM).await
-            };
-            if let Err(e) = signalled {
-                tracing::warn!(container = %id, error = %error_chain(&e), "cannot stop the task gracefully; killing its container");
-                let _ = c.kill(&id, None).await;
+            if !stop_gracefully(&c, &id, grace).await {
                 return;
             }
-            tokio::time::sleep(grace).await;
             let _ = tx.send(Input::TaskKillDeadline {
                 framework,
                 executor,
