@@ -849,17 +849,7 @@ impl Actor {
         match e.kind {
             ExecutorKind::Default => self.kill_group_task(framework, &executor, task, policy),
             ExecutorKind::Custom if queued && t.group.is_some() => {
-                // Mesos kills a whole group that has not reached its executor yet.
-                let group = t.group;
-                let members: Vec<String> = e
-                    .queued
-                    .values()
-                    .filter(|q| q.group == group)
-                    .map(|q| q.info.task_id.value.clone())
-                    .collect();
-                for member in members {
-                    self.kill_queued(framework, &member);
-                }
+                self.kill_queued_group(framework, &executor, task)
             }
             ExecutorKind::Command => {
                 if !self.registry.mark_kill_requested(framework, task) {
@@ -894,6 +884,38 @@ impl Actor {
     }
 
     /// A task that never reached its executor: it just ends, KILLED.
+    /// TASK_KILLING for `task`, if its framework understands that state.
+    pub(super) fn report_killing(&mut self, framework: &str, task: &str) {
+        let killing_state = self
+            .registry
+            .frameworks
+            .get(framework)
+            .is_some_and(|f| f.info.has_capability("TASK_KILLING_STATE"));
+        if killing_state {
+            if let Some(s) = self.status(framework, task, TaskState::TaskKilling) {
+                self.enqueue(framework, s);
+            }
+        }
+    }
+
+    /// Kills `task` and the rest of its group while they wait for their executor: Mesos
+    /// kills a group that has not reached its executor as a whole.
+    pub(super) fn kill_queued_group(&mut self, framework: &str, executor: &str, task: &str) {
+        let Some(e) = self.registry.executor(framework, executor) else {
+            return;
+        };
+        let group = e.queued.get(task).and_then(|q| q.group);
+        let members: Vec<String> = e
+            .queued
+            .values()
+            .filter(|q| q.group == group)
+            .map(|q| q.info.task_id.value.clone())
+            .collect();
+        for member in members {
+            self.kill_queued(framework, &member);
+        }
+    }
+
     fn kill_queued(&mut self, framework: &str, task: &str) {
         if let Some(mut s) = self.status(framework, task, TaskState::TaskKilled) {
             s.source = Some("SOURCE_AGENT".into());
@@ -919,16 +941,7 @@ impl Actor {
             .and_then(|p| p.grace_period)
             .map(|n| Duration::from_nanos(n.nanoseconds.max(0) as u64))
             .unwrap_or(DEFAULT_KILL_GRACE);
-        let killing_state = self
-            .registry
-            .frameworks
-            .get(framework)
-            .is_some_and(|f| f.info.has_capability("TASK_KILLING_STATE"));
-        if killing_state {
-            if let Some(s) = self.status(framework, executor, TaskState::TaskKilling) {
-                self.enqueue(framework, s);
-            }
-        }
+        self.report_killing(framework, executor);
         let c = self.containerizer.clone();
         let tx = self.tx.clone();
         let (framework, executor) = (framework.to_owned(), executor.to_owned());

@@ -187,6 +187,25 @@ pub struct Framework {
 }
 
 impl Framework {
+    /// A framework as it first becomes known at `now`, with nothing running yet.
+    fn new(id: String, info: FrameworkInfo, stream: Option<String>, now: Now) -> Framework {
+        Framework {
+            id,
+            info,
+            stream,
+            disconnected_at: None,
+            registered_time: now.wall,
+            reregistered_time: now.wall,
+            unregistered_time: None,
+            tasks: BTreeMap::new(),
+            completed: VecDeque::new(),
+            offers: BTreeSet::new(),
+            executors: BTreeMap::new(),
+            executor_usage: BTreeMap::new(),
+            recovered: false,
+        }
+    }
+
     fn partition_aware(&self) -> bool {
         self.info.has_capability("PARTITION_AWARE")
     }
@@ -477,21 +496,7 @@ impl Master {
             None => {
                 self.frameworks.insert(
                     id.clone(),
-                    Framework {
-                        id: id.clone(),
-                        info: framework_info,
-                        stream: Some(stream),
-                        disconnected_at: None,
-                        registered_time: now.wall,
-                        reregistered_time: now.wall,
-                        unregistered_time: None,
-                        tasks: BTreeMap::new(),
-                        completed: VecDeque::new(),
-                        offers: BTreeSet::new(),
-                        executors: BTreeMap::new(),
-                        executor_usage: BTreeMap::new(),
-                        recovered: false,
-                    },
+                    Framework::new(id.clone(), framework_info, Some(stream), now),
                 );
             }
         }
@@ -1409,20 +1414,10 @@ impl Master {
             tracing::info!(framework = %id, "recovering a framework from an agent that runs its tasks");
             info.id = Some(Id::new(&id));
             let roles = info.effective_roles();
+            // Known only from an agent's report: no stream until it subscribes again.
             let fw = Framework {
-                id: id.clone(),
-                info,
-                stream: None,
-                disconnected_at: None,
-                registered_time: now.wall,
-                reregistered_time: now.wall,
-                unregistered_time: None,
-                tasks: BTreeMap::new(),
-                completed: VecDeque::new(),
-                offers: BTreeSet::new(),
-                executors: BTreeMap::new(),
-                executor_usage: BTreeMap::new(),
                 recovered: true,
+                ..Framework::new(id.clone(), info, None, now)
             };
             let summary = fw.summary();
             self.frameworks.insert(id.clone(), fw);

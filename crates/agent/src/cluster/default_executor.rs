@@ -476,17 +476,7 @@ impl Actor {
             return;
         }
         if e.queued.contains_key(task) {
-            // Mesos kills a group that has not reached its executor as a whole.
-            let group = t.group;
-            let members: Vec<String> = e
-                .queued
-                .values()
-                .filter(|q| q.group == group)
-                .map(|q| q.info.task_id.value.clone())
-                .collect();
-            for member in members {
-                self.kill_queued(framework, &member);
-            }
+            self.kill_queued_group(framework, executor, task);
             self.resize_or_stop(framework, executor, true);
             return;
         }
@@ -510,16 +500,7 @@ impl Actor {
             return;
         };
         self.registry.begin_killing(framework, task);
-        let killing_state = self
-            .registry
-            .frameworks
-            .get(framework)
-            .is_some_and(|f| f.info.has_capability("TASK_KILLING_STATE"));
-        if killing_state {
-            if let Some(s) = self.status(framework, task, TaskState::TaskKilling) {
-                self.enqueue(framework, s);
-            }
-        }
+        self.report_killing(framework, task);
         tracing::info!(framework, task, container = %id, ?grace, "killing a task of a group");
         let c = self.containerizer.clone();
         let tx = self.tx.clone();
