@@ -467,11 +467,19 @@ impl Launcher {
                 return Err(ContainerError::LaunchFailed(reason.to_string()));
             }
             None => {
-                let _ = spawned.pidfd.send_signal(libc::SIGKILL);
-                reap_soon(&spawned.pidfd);
+                // The pipe closed without an answer: the supervisor is gone, and how it
+                // ended (a signal, an exit status) is what an operator needs to know.
+                let how = match reap_within(&spawned.pidfd, Duration::from_secs(1)) {
+                    Some(status) => describe_exit(status),
+                    None => {
+                        let _ = spawned.pidfd.send_signal(libc::SIGKILL);
+                        reap_soon(&spawned.pidfd);
+                        "closed its answer pipe and was killed".to_owned()
+                    }
+                };
                 let log = fs::read_to_string(&log_path).unwrap_or_default();
                 return Err(ContainerError::LaunchFailed(format!(
-                    "the supervisor exited before the workload started: {}",
+                    "the supervisor exited before the workload started ({how}): {}",
                     log.lines().last().unwrap_or("no output")
                 )));
             }
@@ -531,11 +539,29 @@ fn read_ready(pipe: &mut File) -> std::io::Result<String> {
 
 /// Reaps a supervisor that is exiting, so a failed launch leaves no zombie.
 fn reap_soon(pidfd: &PidFd) {
-    for _ in 0..1000 {
-        if let Ok(Some(_)) = pidfd.try_reap() {
-            return;
+    reap_within(pidfd, Duration::from_secs(1));
+}
+
+/// Reaps the process if it ends within `limit`; its wait status.
+fn reap_within(pidfd: &PidFd, limit: Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = pidfd.try_reap() {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
         }
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A wait status in words: "exit status 1", "killed by signal 11".
+fn describe_exit(status: i32) -> String {
+    if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("exit status {}", libc::WEXITSTATUS(status))
     }
 }
 

@@ -52,7 +52,8 @@ pub struct SpawnRequest<'a> {
     pub cgroup: BorrowedFd<'a>,
     /// `cgroup.procs` of the same cgroup, opened for writing: the fallback path's way in.
     pub cgroup_procs: BorrowedFd<'a>,
-    /// `(source, target)` pairs dup2'ed in the child; every other fd is close-on-exec.
+    /// `(source, target)` pairs dup2'ed in the child. Every other descriptor is closed
+    /// at exec, including any the caller inherited without close-on-exec.
     pub fds: &'a [(RawFd, RawFd)],
     /// Start a new session (and process group) so signals to the caller's group miss it.
     pub new_session: bool,
@@ -141,6 +142,14 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         fds: req.fds,
         new_session: req.new_session,
         status: status_write.as_raw_fd(),
+        first_unlisted: req
+            .fds
+            .iter()
+            .map(|&(_, dst)| dst + 1)
+            .max()
+            .unwrap_or(0)
+            .max(3),
+        fd_limit: fd_limit(),
     };
 
     // No signal handler of ours may run in the child (in vfork mode it would run on our
@@ -353,6 +362,23 @@ struct ChildPlan<'a> {
     fds: &'a [(RawFd, RawFd)],
     new_session: bool,
     status: RawFd,
+    /// Descriptors from here up are made close-on-exec in the child.
+    first_unlisted: RawFd,
+    /// Where the fallback for kernels without `close_range` stops.
+    fd_limit: RawFd,
+}
+
+/// The soft limit on descriptors: no descriptor can be at or above it.
+fn fd_limit() -> RawFd {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid pointer to an rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } < 0 {
+        return 1024;
+    }
+    RawFd::try_from(lim.rlim_cur).unwrap_or(RawFd::MAX)
 }
 
 impl ChildPlan<'_> {
@@ -374,6 +400,21 @@ impl ChildPlan<'_> {
                     }
                 } else if libc::dup2(src, dst) < 0 {
                     self.fail(2);
+                }
+            }
+            // A descriptor the agent inherited without close-on-exec (from a shell, a
+            // process manager, a profiler) must not reach the container: the supervisor
+            // reads meaning into fd 4, and a workload has no business with any of them.
+            if libc::syscall(
+                libc::SYS_close_range,
+                self.first_unlisted as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) < 0
+            {
+                // Kernels before 5.11: one descriptor at a time (EBADF for the unused).
+                for fd in self.first_unlisted..self.fd_limit {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
                 }
             }
             // Caught signals go back to their default (exec would do the same) before

@@ -184,6 +184,46 @@ fn the_child_starts_in_its_cgroup_and_session_with_its_fds_and_no_blocked_signal
 }
 
 #[test]
+fn descriptors_the_caller_inherited_without_close_on_exec_do_not_reach_the_child() {
+    let Some(cg) = setup() else { return };
+    let out = tempfile_in_tmp();
+    // dup() makes a descriptor without close-on-exec, as a parent that leaks one would;
+    // a high one is the case close_range must reach.
+    let null = File::open("/dev/null").expect("open /dev/null");
+    // SAFETY: dup and dup2 of a descriptor we own; both results are closed below.
+    let (leaked, high) = unsafe {
+        let leaked = libc::dup(null.as_raw_fd());
+        let high = libc::dup2(null.as_raw_fd(), 900);
+        (leaked, high)
+    };
+    assert!(
+        leaked >= 0 && high == 900,
+        "dup: {}",
+        std::io::Error::last_os_error()
+    );
+    let pidfd = spawn_sh(&cg, "ls /proc/self/fd", Some(&out.1));
+    // SAFETY: closing the two descriptors made above.
+    unsafe {
+        libc::close(leaked);
+        libc::close(high);
+    }
+    assert_eq!(wait(&pidfd.expect("spawn")), 0);
+    let mut text = String::new();
+    File::open(&out.0)
+        .expect("open output")
+        .read_to_string(&mut text)
+        .expect("read output");
+    std::fs::remove_file(&out.0).expect("remove output");
+    let mut fds: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    fds.sort_unstable();
+    // 0 and 2 are the test's own, 1 the output file, and `ls` opens one to list the
+    // directory; neither leaked descriptor is there.
+    assert!(!fds.contains(&leaked), "fd {leaked} leaked: {fds:?}");
+    assert!(!fds.contains(&900), "fd 900 leaked: {fds:?}");
+    assert!(fds.len() <= 4, "only stdio and ls's own: {fds:?}");
+}
+
+#[test]
 fn a_failed_exec_names_the_stage_and_errno() {
     let Some(cg) = setup() else { return };
     let argv = cstrings(&["missing"]);

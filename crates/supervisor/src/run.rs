@@ -36,8 +36,9 @@ pub fn main(dir: &Path) -> i32 {
             return 1;
         }
     };
-    if !wait_for_go() {
+    if let Err(e) = wait_for_go() {
         // The agent gave up on this launch (or died) before placing us: run nothing.
+        eprintln!("holdfast-supervisor: no go from the agent ({e}); nothing was started");
         return 1;
     }
     let supervisor = match Supervisor::start(dir, &spec) {
@@ -51,11 +52,11 @@ pub fn main(dir: &Path) -> i32 {
     supervisor.run(dir, &spec)
 }
 
-/// Waits for the agent's go on [`GO_FD`] when it passed one; false if the pipe closed.
-fn wait_for_go() -> bool {
+/// Waits for the agent's go on [`GO_FD`] when it passed one; an error if the pipe closed.
+fn wait_for_go() -> io::Result<()> {
     // SAFETY: F_GETFD only queries whether the fd is open.
     if unsafe { libc::fcntl(GO_FD, libc::F_GETFD) } < 0 {
-        return true;
+        return Ok(());
     }
     // SAFETY: the agent passed this fd to us; nothing else in this process owns it, and
     // the File closes it before the workload starts.
@@ -63,9 +64,10 @@ fn wait_for_go() -> bool {
     let mut byte = [0u8; 1];
     loop {
         match go.read(&mut byte) {
-            Ok(1) => return true,
+            Ok(1) => return Ok(()),
+            Ok(_) => return Err(io::Error::other("the go pipe closed")),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            _ => return false,
+            Err(e) => return Err(e),
         }
     }
 }
