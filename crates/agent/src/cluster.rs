@@ -13,6 +13,7 @@ mod default_executor;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,11 +23,12 @@ use holdfast_api::internal::{AgentCall, AgentEvent, AgentInfo};
 use holdfast_api::scheduler::{FrameworkInfo, Id, KillPolicy, TaskInfo, TaskState, TaskStatus};
 use holdfast_api::v1::{ContainerId, ContainerStatus, Environment, Variable};
 use holdfast_checkpoint::TerminationRecord;
-use holdfast_containerizer::{error_chain, layout, Containerizer};
+use holdfast_containerizer::{error_chain, layout, ContainerError, Containerizer};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::executor_api::{ExecutorEvent, ExecutorStream};
+use crate::gc::{self, GcPolicy};
 use crate::master_link::{LinkEvent, MasterLink};
 use crate::registry::{ExecutorKind, ExecutorState, Launch, Placement, Registry};
 use crate::state_view::Snapshot;
@@ -50,12 +52,35 @@ pub struct ClusterConfig {
     pub max_completed_executors: usize,
     /// Where sandboxes are: the containerizer's work dir.
     pub work_dir: PathBuf,
+    /// When completed executors' containers are removed.
+    pub gc: GcPolicy,
+    /// The work dir's disk usage, for the garbage collection's disk check.
+    pub disk_usage: DiskUsage,
+}
+
+/// Reads the share of the work dir's disk in use, in `[0, 1]`; `None` when it cannot.
+#[derive(Clone)]
+pub struct DiskUsage(pub Arc<dyn Fn() -> Option<f64> + Send + Sync>);
+
+impl std::fmt::Debug for DiskUsage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiskUsage")
+    }
+}
+
+/// Garbage collection counters, under Mesos's metric names.
+#[derive(Debug, Default)]
+struct GcCounters {
+    pending: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
 }
 
 /// A handle on the cluster task.
 #[derive(Clone)]
 pub struct Cluster {
     tx: mpsc::UnboundedSender<Input>,
+    gc: Arc<GcCounters>,
 }
 
 // Moved once from sender to receiver; boxing would buy nothing.
@@ -140,7 +165,20 @@ impl Cluster {
         let (link_tx, link_rx) = mpsc::unbounded_channel();
         let link = MasterLink::new(cfg.master.clone(), cfg.info.clone());
         tokio::spawn(link.clone().run(link_tx));
+        let counters = Arc::new(GcCounters::default());
+        let (gc_tx, gc_rx) = mpsc::unbounded_channel();
+        tokio::spawn(remove_garbage(
+            containerizer.clone(),
+            gc_rx,
+            counters.clone(),
+        ));
         let actor = Actor {
+            gc: Gc {
+                schedule: gc::Schedule::default(),
+                next_disk_check: Instant::now() + cfg.gc.disk_watch_interval,
+                removals: gc_tx,
+                counters: counters.clone(),
+            },
             registry: Registry::new(cfg.max_completed_executors),
             cfg,
             containerizer,
@@ -155,7 +193,20 @@ impl Cluster {
             resizing: BTreeMap::new(),
         };
         tokio::spawn(actor.run(rx, link_rx));
-        Cluster { tx }
+        Cluster { tx, gc: counters }
+    }
+
+    /// The garbage collection's metrics (`gc/path_removals_*`, as Mesos names them).
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        BTreeMap::from([
+            ("gc/path_removals_pending".into(), load(&self.gc.pending)),
+            (
+                "gc/path_removals_succeeded".into(),
+                load(&self.gc.succeeded),
+            ),
+            ("gc/path_removals_failed".into(), load(&self.gc.failed)),
+        ])
     }
 
     /// Hands an executor's call to the cluster task; `Err` is an HTTP status and reason.
@@ -201,8 +252,45 @@ struct Subscribed {
     stream: ExecutorStream,
 }
 
+/// The cluster task's side of garbage collection.
+struct Gc {
+    schedule: gc::Schedule,
+    next_disk_check: Instant,
+    /// To the task that removes containers, one at a time.
+    removals: mpsc::UnboundedSender<String>,
+    counters: Arc<GcCounters>,
+}
+
+/// Removes the containers it is sent, one after the other, so that a large prune does
+/// not occupy the blocking pool.
+async fn remove_garbage(
+    containerizer: Containerizer,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    counters: Arc<GcCounters>,
+) {
+    while let Some(container) = rx.recv().await {
+        let id = ContainerId::new(&container);
+        match containerizer.remove(&id).await {
+            Ok(()) => {
+                counters.succeeded.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(container = %id, "removed a completed executor's container");
+            }
+            // Already removed (REMOVE_CONTAINER by an operator): nothing left to do.
+            Err(ContainerError::NotFound(_)) => {
+                counters.succeeded.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(container = %id, error = %error_chain(&e), "cannot remove a completed executor's container");
+            }
+        }
+        counters.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 struct Actor {
     cfg: ClusterConfig,
+    gc: Gc,
     containerizer: Containerizer,
     link: Arc<MasterLink>,
     registry: Registry,
@@ -228,11 +316,17 @@ impl Actor {
         mut link_rx: mpsc::UnboundedReceiver<LinkEvent>,
     ) {
         loop {
-            // Wake for the next status update retry, at the latest every minute.
-            let deadline = self
-                .updates
-                .next_deadline()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+            // Wake for the next status update retry, removal or disk check, at the
+            // latest every minute.
+            let deadline = [
+                self.updates.next_deadline(),
+                self.gc.schedule.next_due(),
+                Some(self.gc.next_disk_check),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
             tokio::select! {
                 input = rx.recv() => match input {
                     Some(i) => self.handle(i),
@@ -245,6 +339,50 @@ impl Actor {
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
             self.flush_updates();
+            self.collect_garbage(Instant::now());
+        }
+    }
+
+    /// Schedules a completed executor's container for removal after `--gc_delay`.
+    fn schedule_removal(&mut self, container: String) {
+        let before = self.gc.schedule.len();
+        let at = Instant::now()
+            .checked_add(self.cfg.gc.delay)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86400));
+        self.gc.schedule.schedule(&container, at);
+        if self.gc.schedule.len() > before {
+            self.gc.counters.pending.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes what is due, and on every disk check what the disk usage says is old
+    /// enough to go early.
+    fn collect_garbage(&mut self, now: Instant) {
+        let mut due = self.gc.schedule.due(now);
+        if now >= self.gc.next_disk_check {
+            self.gc.next_disk_check = now + self.cfg.gc.disk_watch_interval;
+            match (self.cfg.disk_usage.0)() {
+                Some(usage) => {
+                    let max_age = self.cfg.gc.max_age(usage);
+                    let pruned = self.gc.schedule.prune(now, &self.cfg.gc, max_age);
+                    if pruned.is_empty() {
+                        tracing::debug!(usage, max_age_secs = max_age.as_secs(), "disk check");
+                    } else {
+                        tracing::info!(
+                            usage,
+                            max_age_secs = max_age.as_secs(),
+                            removing = pruned.len(),
+                            "work dir disk usage is high: removing older sandboxes early"
+                        );
+                    }
+                    due.extend(pruned);
+                }
+                None => tracing::debug!("cannot read the work dir's disk usage"),
+            }
+        }
+        for container in due {
+            // The worker outlives the cluster task; a failed send means the runtime stops.
+            let _ = self.gc.removals.send(container);
         }
     }
 
@@ -797,8 +935,8 @@ impl Actor {
         {
             s.stream.close();
         }
-        if let Some(evicted) = self.registry.finish_executor_if_done(framework, executor) {
-            self.remove_containers(evicted);
+        if let Some(container) = self.registry.finish_executor_if_done(framework, executor) {
+            self.schedule_removal(container);
         }
         self.forget_framework_if_done(framework);
     }
@@ -1009,18 +1147,6 @@ impl Actor {
         });
     }
 
-    fn remove_containers(&self, containers: Vec<String>) {
-        for container in containers {
-            let c = self.containerizer.clone();
-            tokio::spawn(async move {
-                let id = ContainerId::new(&container);
-                if let Err(e) = c.remove(&id).await {
-                    tracing::warn!(container = %id, error = %error_chain(&e), "cannot remove a completed executor's container");
-                }
-            });
-        }
-    }
-
     fn forget_framework_if_done(&mut self, framework: &str) {
         if !self.shutting_down.contains(framework) {
             return;
@@ -1036,8 +1162,9 @@ impl Actor {
         self.shutting_down.remove(framework);
         // The master forgot the framework: nobody will acknowledge its updates.
         self.updates.remove_framework(framework);
-        let evicted = self.registry.complete_framework(framework);
-        self.remove_containers(evicted);
+        for container in self.registry.complete_framework(framework) {
+            self.schedule_removal(container);
+        }
         tracing::info!(framework, "framework shut down and forgotten");
     }
 
@@ -1144,8 +1271,11 @@ impl Actor {
                     }
                 }
                 if terminal {
-                    let evicted = self.registry.task_acknowledged_terminal(framework, task);
-                    self.remove_containers(evicted);
+                    if let Some(container) =
+                        self.registry.task_acknowledged_terminal(framework, task)
+                    {
+                        self.schedule_removal(container);
+                    }
                 }
             }
         }

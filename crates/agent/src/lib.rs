@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod executor_api;
 pub mod files;
+pub mod gc;
 pub mod master_link;
 pub mod registry;
 pub mod state_view;
@@ -58,6 +59,15 @@ impl AgentState {
     /// Marks recovery as done: the API starts serving.
     pub fn recovered(&self, containerizer: Containerizer) {
         let _ = self.containerizer.set(containerizer);
+    }
+
+    /// The containerizer's metrics and, in a cluster, the garbage collection's.
+    fn metrics(&self, c: &Containerizer) -> std::collections::BTreeMap<String, f64> {
+        let mut m = c.metrics();
+        if let Some(cluster) = self.cluster.get() {
+            m.extend(cluster.metrics());
+        }
+        m
     }
 
     /// Joins a cluster: tasks from the master, executors on `/api/v1/executor`.
@@ -227,7 +237,7 @@ async fn legacy_state(State(state): State<Arc<AgentState>>) -> Response {
 /// Mesos's `/metrics/snapshot`: one flat JSON object of metric name to value.
 async fn metrics_snapshot(State(state): State<Arc<AgentState>>) -> Response {
     match state.containerizer.get() {
-        Some(c) => json(serde_json::json!(c.metrics())),
+        Some(c) => json(serde_json::json!(state.metrics(c))),
         None => error_response(&ApiError::unavailable("Agent has not finished recovery")),
     }
 }
@@ -266,7 +276,7 @@ async fn handle(
         Call::GetHealth => Ok(json(api::health_response(true))),
         Call::GetVersion => Ok(json(api::version_response(&state.version))),
         Call::GetFlags => Ok(json(api::flags_response(&state.flags))),
-        Call::GetMetrics => Ok(json(api::metrics_response(&c.metrics()))),
+        Call::GetMetrics => Ok(json(api::metrics_response(&state.metrics(c)))),
         Call::GetContainers(q) => {
             let list = c.list(q.show_nested, q.show_standalone).await;
             Ok(json(api::containers_response(&list)))

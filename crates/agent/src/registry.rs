@@ -553,25 +553,19 @@ impl Registry {
     }
 
     /// The terminal update of a task was acknowledged: it is completed. If that finished
-    /// its executor, returns the containers of completed executors no longer kept (see
+    /// its executor, returns the executor's container (see
     /// [`finish_executor_if_done`](Self::finish_executor_if_done)).
-    pub fn task_acknowledged_terminal(&mut self, framework: &str, task: &str) -> Vec<String> {
-        let Some(fw) = self.frameworks.get_mut(framework) else {
-            return Vec::new();
-        };
-        let Some((eid, e)) = fw
+    pub fn task_acknowledged_terminal(&mut self, framework: &str, task: &str) -> Option<String> {
+        let fw = self.frameworks.get_mut(framework)?;
+        let (eid, e) = fw
             .executors
             .iter_mut()
-            .find(|(_, e)| e.terminated.contains_key(task))
-        else {
-            return Vec::new();
-        };
+            .find(|(_, e)| e.terminated.contains_key(task))?;
         let eid = eid.clone();
         if let Some(t) = e.terminated.remove(task) {
             e.completed.push_back(t);
         }
         self.finish_executor_if_done(framework, &eid)
-            .unwrap_or_default()
     }
 
     /// The executor's container ended. Returns its tasks that had not ended, for the
@@ -593,14 +587,11 @@ impl Registry {
         live
     }
 
-    /// Moves a finished executor to the framework's completed list. Returns None if it is
-    /// not finished, else the containers of the oldest completed executors that no longer
-    /// fit in the list: their sandboxes can go.
-    pub fn finish_executor_if_done(
-        &mut self,
-        framework: &str,
-        executor: &str,
-    ) -> Option<Vec<String>> {
+    /// Moves a finished executor to the framework's completed list, dropping the oldest
+    /// completed executors that no longer fit in it (the list is what the state endpoints
+    /// show; their sandboxes stay until garbage collection). Returns the finished
+    /// executor's container, or None if it is not finished.
+    pub fn finish_executor_if_done(&mut self, framework: &str, executor: &str) -> Option<String> {
         let limit = self.max_completed_executors;
         let fw = self.frameworks.get_mut(framework)?;
         if !fw
@@ -610,16 +601,13 @@ impl Registry {
         {
             return None;
         }
-        let mut evicted = Vec::new();
-        if let Some(e) = fw.executors.remove(executor) {
-            fw.completed_executors.push_back(e);
-            while fw.completed_executors.len() > limit {
-                if let Some(old) = fw.completed_executors.pop_front() {
-                    evicted.push(old.container_id);
-                }
-            }
+        let e = fw.executors.remove(executor)?;
+        let container = e.container_id.clone();
+        fw.completed_executors.push_back(e);
+        while fw.completed_executors.len() > limit {
+            fw.completed_executors.pop_front();
         }
-        Some(evicted)
+        Some(container)
     }
 
     /// Every container an executor (live or completed) refers to.
@@ -636,22 +624,20 @@ impl Registry {
     }
 
     /// A framework that was shut down and whose executors all ended moves to the
-    /// completed frameworks (kept for the state endpoints and their sandboxes). Returns
-    /// the containers of completed frameworks that no longer fit in that list.
+    /// completed frameworks (kept for the state endpoints; the oldest beyond the limit
+    /// are dropped). Returns the containers of the executors that completed with it.
     pub fn complete_framework(&mut self, framework: &str) -> Vec<String> {
         let Some(mut fw) = self.frameworks.remove(framework) else {
             return Vec::new();
         };
         let executors = std::mem::take(&mut fw.executors);
+        let containers = executors.values().map(|e| e.container_id.clone()).collect();
         fw.completed_executors.extend(executors.into_values());
         self.completed_frameworks.push_back(fw);
-        let mut evicted = Vec::new();
         while self.completed_frameworks.len() > MAX_COMPLETED_FRAMEWORKS {
-            if let Some(old) = self.completed_frameworks.pop_front() {
-                evicted.extend(old.completed_executors.into_iter().map(|e| e.container_id));
-            }
+            self.completed_frameworks.pop_front();
         }
-        evicted
+        containers
     }
 
     /// Live and unacknowledged tasks, as the agent reports them when it subscribes.
@@ -1040,13 +1026,12 @@ mod tests {
                 1
             );
             // Not done until the container ended as well.
-            assert!(r.task_acknowledged_terminal("f", t).is_empty());
+            assert_eq!(r.task_acknowledged_terminal("f", t), None);
             assert!(r
                 .executor_terminated("f", t, TaskState::TaskFailed)
                 .is_empty());
-            let evicted = r.finish_executor_if_done("f", t).expect("finished");
-            let expect: Vec<String> = if t == "t2" { vec!["c1".into()] } else { vec![] };
-            assert_eq!(evicted, expect);
+            assert_eq!(r.finish_executor_if_done("f", t).as_deref(), Some(c));
+            assert_eq!(r.finish_executor_if_done("f", t), None, "finished once");
         }
         let fw = &r.frameworks["f"];
         assert!(fw.executors.is_empty());
@@ -1076,8 +1061,11 @@ mod tests {
             r.task("f", "t2").map(|t| t.state),
             Some(TaskState::TaskFailed)
         );
-        let gone = r.complete_framework("f");
-        assert!(gone.is_empty(), "one completed framework fits");
+        assert_eq!(
+            r.complete_framework("f"),
+            ["c1"],
+            "the executor completes with its framework"
+        );
         assert!(r.frameworks.is_empty());
         assert_eq!(r.completed_frameworks[0].completed_executors.len(), 1);
         assert_eq!(r.container_ids().collect::<Vec<_>>(), vec!["c1"]);

@@ -5,7 +5,8 @@ use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use holdfast_agent::cluster::{Cluster, ClusterConfig};
+use holdfast_agent::cluster::{Cluster, ClusterConfig, DiskUsage};
+use holdfast_agent::gc::GcPolicy;
 use holdfast_api::agent::Flag;
 use holdfast_api::internal::AgentInfo;
 use holdfast_api::v1::VersionInfo;
@@ -167,6 +168,17 @@ fn cluster_config(flags: &AgentFlags) -> anyhow::Result<Option<ClusterConfig>> {
         executor_registration_timeout: flags.executor_registration_timeout,
         max_completed_executors: flags.max_completed_executors_per_framework,
         work_dir: flags.work_dir.clone(),
+        gc: GcPolicy {
+            delay: flags.gc_delay,
+            disk_headroom: flags.gc_disk_headroom,
+            disk_watch_interval: flags.disk_watch_interval,
+        },
+        disk_usage: {
+            let dir = flags.work_dir.clone();
+            DiskUsage(std::sync::Arc::new(move || {
+                statvfs(&dir).map(|s| used_fraction(&s))
+            }))
+        },
     }))
 }
 
@@ -213,6 +225,11 @@ fn host_memory_mib() -> Option<f64> {
 }
 
 fn disk_mib(path: &Path) -> Option<f64> {
+    let st = statvfs(path)?;
+    Some(st.f_blocks as f64 * st.f_frsize as f64 / (1024.0 * 1024.0))
+}
+
+fn statvfs(path: &Path) -> Option<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: zeroed statvfs is a valid out-parameter.
@@ -221,7 +238,21 @@ fn disk_mib(path: &Path) -> Option<f64> {
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return None;
     }
-    Some(st.f_blocks as f64 * st.f_frsize as f64 / (1024.0 * 1024.0))
+    Some(st)
+}
+
+/// The share of a file system in use: the larger of its blocks and its inodes (a disk
+/// full of small sandboxes runs out of inodes first).
+fn used_fraction(st: &libc::statvfs) -> f64 {
+    let share = |total: u64, free: u64| {
+        if total == 0 {
+            // File systems without a fixed inode table report none.
+            0.0
+        } else {
+            total.saturating_sub(free) as f64 / total as f64
+        }
+    };
+    share(st.f_blocks, st.f_bfree).max(share(st.f_files, st.f_ffree))
 }
 
 /// `--domain`: `DomainInfo` JSON, or `file:///path` (or a path) to it. It must name a

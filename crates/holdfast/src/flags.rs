@@ -160,6 +160,15 @@ pub struct AgentFlags {
         default_value_t = 150
     )]
     pub max_completed_executors_per_framework: usize,
+    /// How long a completed executor's sandbox is kept at most.
+    #[arg(long = "gc_delay", env = "HOLDFAST_GC_DELAY", default_value = "1weeks", value_parser = parse_duration)]
+    pub gc_delay: Duration,
+    /// The share of the work dir's disk to keep free: sandboxes go earlier as it fills.
+    #[arg(long = "gc_disk_headroom", env = "HOLDFAST_GC_DISK_HEADROOM", default_value = "0.1", value_parser = parse_fraction)]
+    pub gc_disk_headroom: f64,
+    /// How often the work dir's disk usage is checked.
+    #[arg(long = "disk_watch_interval", env = "HOLDFAST_DISK_WATCH_INTERVAL", default_value = "1mins", value_parser = parse_positive_duration)]
+    pub disk_watch_interval: Duration,
 }
 
 impl AgentFlags {
@@ -227,6 +236,12 @@ impl AgentFlags {
                 "max_completed_executors_per_framework".into(),
                 self.max_completed_executors_per_framework.to_string(),
             ),
+            ("gc_delay".into(), format_duration(self.gc_delay)),
+            ("gc_disk_headroom".into(), self.gc_disk_headroom.to_string()),
+            (
+                "disk_watch_interval".into(),
+                format_duration(self.disk_watch_interval),
+            ),
             ("port".into(), self.port.to_string()),
             (
                 "recover".into(),
@@ -291,6 +306,27 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"))
 }
 
+/// A duration that must not be zero (an interval something runs at).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("'{s}' is zero: give an interval such as '1mins'"));
+    }
+    Ok(d)
+}
+
+/// A fraction between 0.0 and 1.0, e.g. `0.1`.
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number: give a fraction such as '0.1'"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("'{s}' must be between 0.0 and 1.0"));
+    }
+    Ok(v)
+}
+
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms.is_multiple_of(1000) {
@@ -309,6 +345,10 @@ mod tests {
         assert_eq!(parse_duration("10secs"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("1.5mins"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(
+            parse_duration("1weeks"),
+            Ok(Duration::from_secs(7 * 24 * 3600))
+        );
         assert!(parse_duration("10").unwrap_err().contains("no unit"));
         assert!(parse_duration("10s")
             .unwrap_err()
@@ -316,5 +356,24 @@ mod tests {
         assert!(parse_duration("secs").is_err());
         assert_eq!(format_duration(Duration::from_secs(5)), "5secs");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn fractions_and_intervals_are_checked() {
+        assert_eq!(parse_fraction("0.1"), Ok(0.1));
+        assert_eq!(parse_fraction("1"), Ok(1.0));
+        assert!(parse_fraction("1.5")
+            .unwrap_err()
+            .contains("between 0.0 and 1.0"));
+        assert!(parse_fraction("-0.1").is_err());
+        assert!(parse_fraction("NaN").is_err());
+        assert!(parse_fraction("ten").unwrap_err().contains("not a number"));
+        assert_eq!(
+            parse_positive_duration("1mins"),
+            Ok(Duration::from_secs(60))
+        );
+        assert!(parse_positive_duration("0secs")
+            .unwrap_err()
+            .contains("is zero"));
     }
 }

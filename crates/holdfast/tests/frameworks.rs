@@ -1125,3 +1125,99 @@ fn a_custom_executor_receives_a_task_group_whole() {
         "{body}"
     );
 }
+
+/// The agent's `/metrics/snapshot` value of `name`.
+fn agent_metric(agent: &support::Agent, name: &str) -> f64 {
+    let (code, body) =
+        support::raw_request(agent.port, "GET", "/metrics/snapshot", None, "").expect("metrics");
+    assert_eq!(code, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).expect("metrics JSON");
+    doc[name]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {name} in {doc}"))
+}
+
+/// Runs one `true` task to TASK_FINISHED (acknowledged) and returns its container.
+fn run_one_task(master: &Master) -> String {
+    let mut s = Scheduler::subscribe(master.port, "gc", &[]);
+    let offers = s.offers();
+    s.launch(&offers[0], vec![command_task("t", "echo kept", 0.1)]);
+    let seen = run_until_terminal(&mut s, &["t"], |_, _| {});
+    let last = &seen["t"][seen["t"].len() - 1];
+    assert_eq!(last["state"], "TASK_FINISHED", "{:#?}", seen["t"]);
+    last["container_status"]["container_id"]["value"]
+        .as_str()
+        .expect("container id")
+        .to_owned()
+}
+
+#[test]
+fn a_completed_executors_sandbox_is_removed_after_the_gc_delay() {
+    let Some((master, agent)) = cluster(&["--resources=cpus:1;mem:256", "--gc_delay=10secs"])
+    else {
+        return;
+    };
+    let container = run_one_task(&master);
+    let sandbox = agent.work_dir().join("containers").join(&container);
+    let checkpoint = agent
+        .work_dir()
+        .join("meta")
+        .join("containers")
+        .join(&container);
+    // Scheduled once the terminal update is acknowledged, and kept until then.
+    support::wait_until(
+        "the removal to be scheduled",
+        Duration::from_secs(30),
+        || agent_metric(&agent, "gc/path_removals_pending") == 1.0,
+    );
+    let stdout = std::fs::read_to_string(sandbox.join("stdout")).expect("the sandbox is kept");
+    assert_eq!(stdout, "kept\n");
+    assert!(checkpoint.is_dir());
+    assert_eq!(agent_metric(&agent, "containerizer/containers_ended"), 1.0);
+    let scheduled = Instant::now();
+
+    support::wait_until("the sandbox to be removed", Duration::from_secs(60), || {
+        !sandbox.exists()
+    });
+    assert!(
+        scheduled.elapsed() >= Duration::from_secs(5),
+        "removed {:?} after it was scheduled, long before the 10 s delay",
+        scheduled.elapsed()
+    );
+    support::wait_until("the removal to be counted", Duration::from_secs(10), || {
+        agent_metric(&agent, "gc/path_removals_succeeded") == 1.0
+    });
+    assert!(!checkpoint.exists(), "the checkpoint goes with the sandbox");
+    assert_eq!(agent_metric(&agent, "gc/path_removals_pending"), 0.0);
+    assert_eq!(agent_metric(&agent, "gc/path_removals_failed"), 0.0);
+    assert_eq!(
+        agent_metric(&agent, "containerizer/containers_ended"),
+        0.0,
+        "the containerizer forgot it"
+    );
+}
+
+#[test]
+fn a_full_disk_removes_completed_sandboxes_before_their_delay() {
+    // No headroom left to keep: every disk check finds the disk "full" and removes what
+    // is scheduled, whatever the week-long delay says.
+    let Some((master, agent)) = cluster(&[
+        "--resources=cpus:1;mem:256",
+        "--gc_delay=1weeks",
+        "--gc_disk_headroom=1",
+        "--disk_watch_interval=1secs",
+    ]) else {
+        return;
+    };
+    let container = run_one_task(&master);
+    let sandbox = agent.work_dir().join("containers").join(&container);
+    support::wait_until(
+        "the disk check to remove the sandbox",
+        Duration::from_secs(60),
+        || !sandbox.exists(),
+    );
+    support::wait_until("the removal to be counted", Duration::from_secs(10), || {
+        agent_metric(&agent, "gc/path_removals_succeeded") == 1.0
+    });
+    assert_eq!(agent_metric(&agent, "gc/path_removals_pending"), 0.0);
+}
