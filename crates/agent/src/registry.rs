@@ -181,6 +181,28 @@ pub struct Framework {
     pub completed_executors: VecDeque<Executor>,
 }
 
+impl Framework {
+    /// The executor holding `task` (live or awaiting acknowledgement). A command task's
+    /// executor is named after the task, so most lookups need no walk over the executors.
+    fn executor_with_task(&self, task: &str) -> Option<&Executor> {
+        match self.executors.get(task) {
+            Some(e) if e.task(task).is_some() => Some(e),
+            _ => self.executors.values().find(|e| e.task(task).is_some()),
+        }
+    }
+
+    fn executor_with_task_mut(&mut self, task: &str) -> Option<&mut Executor> {
+        if self
+            .executors
+            .get(task)
+            .is_some_and(|e| e.task(task).is_some())
+        {
+            return self.executors.get_mut(task);
+        }
+        self.executors.values_mut().find(|e| e.task(task).is_some())
+    }
+}
+
 /// Where a new task goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
@@ -228,11 +250,7 @@ impl Registry {
 
     /// The executor that runs `task`, if the task is live or awaiting acknowledgement.
     pub fn executor_of(&self, framework: &str, task: &str) -> Option<&Executor> {
-        self.frameworks
-            .get(framework)?
-            .executors
-            .values()
-            .find(|e| e.task(task).is_some())
+        self.frameworks.get(framework)?.executor_with_task(task)
     }
 
     pub fn task(&self, framework: &str, task: &str) -> Option<&Task> {
@@ -260,7 +278,7 @@ impl Registry {
             });
         fw.info = framework;
         let task_id = task.task_id.value.clone();
-        if fw.executors.values().any(|e| e.task(&task_id).is_some()) {
+        if fw.executor_with_task(&task_id).is_some() {
             return Err(format!("task '{task_id}' is already known to this agent"));
         }
         let (info, kind) = match &task.executor {
@@ -350,7 +368,7 @@ impl Registry {
             if !ids.insert(id) {
                 return Err(format!("task '{id}' appears twice in its group"));
             }
-            if fw.executors.values().any(|e| e.task(id).is_some()) {
+            if fw.executor_with_task(id).is_some() {
                 return Err(format!("task '{id}' is already known to this agent"));
             }
         }
@@ -466,7 +484,8 @@ impl Registry {
         let Some(t) = self
             .frameworks
             .get_mut(framework)
-            .and_then(|fw| fw.executors.values_mut().find_map(|e| e.task_mut(task)))
+            .and_then(|fw| fw.executor_with_task_mut(task))
+            .and_then(|e| e.task_mut(task))
         else {
             return false;
         };
@@ -480,7 +499,8 @@ impl Registry {
         if let Some(t) = self
             .frameworks
             .get_mut(framework)
-            .and_then(|fw| fw.executors.values_mut().find_map(|e| e.task_mut(task)))
+            .and_then(|fw| fw.executor_with_task_mut(task))
+            .and_then(|e| e.task_mut(task))
         {
             t.statuses.push(status.clone());
         }
@@ -492,7 +512,7 @@ impl Registry {
         let Some(fw) = self.frameworks.get_mut(framework) else {
             return;
         };
-        let Some(e) = fw.executors.values_mut().find(|e| e.task(task).is_some()) else {
+        let Some(e) = fw.executor_with_task_mut(task) else {
             return;
         };
         if let Some(t) = e.task_mut(task) {
@@ -510,7 +530,7 @@ impl Registry {
         let Some(e) = self
             .frameworks
             .get_mut(framework)
-            .and_then(|fw| fw.executors.values_mut().find(|e| e.task(task).is_some()))
+            .and_then(|fw| fw.executor_with_task_mut(task))
         else {
             return false;
         };

@@ -8,7 +8,7 @@
 //! agent (re)registers. An update whose uuid was seen before is a duplicate and dropped;
 //! so is anything after a task's terminal update.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use holdfast_api::scheduler::TaskStatus;
@@ -54,6 +54,25 @@ pub enum Acked {
 #[derive(Debug, Default)]
 pub struct StatusUpdates {
     streams: BTreeMap<TaskKey, Stream>,
+    /// Every stream's `next_send`, by time: what is due is at the front, without a walk
+    /// over every task (the cluster task asks after each message it handles).
+    timers: BTreeSet<(Instant, TaskKey)>,
+}
+
+/// Sets a stream's `next_send`, keeping `timers` in step.
+fn reschedule(
+    timers: &mut BTreeSet<(Instant, TaskKey)>,
+    key: &TaskKey,
+    stream: &mut Stream,
+    next: Option<Instant>,
+) {
+    if let Some(old) = stream.next_send {
+        timers.remove(&(old, key.clone()));
+    }
+    if let Some(at) = next {
+        timers.insert((at, key.clone()));
+    }
+    stream.next_send = next;
 }
 
 impl StatusUpdates {
@@ -67,7 +86,7 @@ impl StatusUpdates {
             return Added::NoUuid;
         };
         let key = (framework.to_owned(), status.task_id.value.clone());
-        let stream = self.streams.entry(key).or_insert_with(|| Stream {
+        let stream = self.streams.entry(key.clone()).or_insert_with(|| Stream {
             pending: VecDeque::new(),
             next_send: None,
             backoff: RETRY_MIN,
@@ -84,7 +103,7 @@ impl StatusUpdates {
         stream.terminal_added = status.state.is_terminal();
         stream.pending.push_back(status);
         if stream.pending.len() == 1 {
-            stream.next_send = Some(now);
+            reschedule(&mut self.timers, &key, stream, Some(now));
             stream.backoff = RETRY_MIN;
         }
         Added::Queued
@@ -105,37 +124,53 @@ impl StatusUpdates {
         let terminal = status.state.is_terminal();
         if terminal {
             // Nothing can follow a terminal update: the stream is done.
+            reschedule(&mut self.timers, &key, stream, None);
             self.streams.remove(&key);
         } else if !stream.pending.is_empty() {
-            stream.next_send = Some(now);
+            reschedule(&mut self.timers, &key, stream, Some(now));
             stream.backoff = RETRY_MIN;
         } else {
-            stream.next_send = None;
+            reschedule(&mut self.timers, &key, stream, None);
         }
         Acked::Done { status, terminal }
     }
 
     /// The heads to send now; each is scheduled for its next retry.
     pub fn due(&mut self, now: Instant) -> Vec<(String, TaskStatus)> {
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.timers.first() {
+            if *at > now {
+                break;
+            }
+            if let Some((_, key)) = self.timers.pop_first() {
+                due.push(key);
+            }
+        }
+        // In task order, as a walk over the streams would give them.
+        due.sort_unstable();
         let mut out = Vec::new();
-        for ((framework, _), stream) in self.streams.iter_mut() {
+        for key in due {
+            let Some(stream) = self.streams.get_mut(&key) else {
+                continue;
+            };
+            // Its timer is gone already; the next one is set below.
+            stream.next_send = None;
             let Some(head) = stream.pending.front() else {
                 continue;
             };
-            if stream.next_send.is_some_and(|t| t <= now) {
-                out.push((framework.clone(), head.clone()));
-                stream.next_send = Some(now + stream.backoff);
-                stream.backoff = (stream.backoff * 2).min(RETRY_MAX);
-            }
+            out.push((key.0.clone(), head.clone()));
+            let next = now + stream.backoff;
+            stream.backoff = (stream.backoff * 2).min(RETRY_MAX);
+            reschedule(&mut self.timers, &key, stream, Some(next));
         }
         out
     }
 
     /// After (re)registering with a master: every head goes out at once.
     pub fn resend_all(&mut self, now: Instant) {
-        for stream in self.streams.values_mut() {
+        for (key, stream) in self.streams.iter_mut() {
             if !stream.pending.is_empty() {
-                stream.next_send = Some(now);
+                reschedule(&mut self.timers, key, stream, Some(now));
                 stream.backoff = RETRY_MIN;
             }
         }
@@ -143,7 +178,7 @@ impl StatusUpdates {
 
     /// When [`due`](Self::due) next has something.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.streams.values().filter_map(|s| s.next_send).min()
+        self.timers.first().map(|(at, _)| *at)
     }
 
     /// Updates of the task not yet acknowledged, oldest first.
@@ -157,6 +192,7 @@ impl StatusUpdates {
     /// Forgets a framework's updates (it was shut down).
     pub fn remove_framework(&mut self, framework: &str) {
         self.streams.retain(|(f, _), _| f != framework);
+        self.timers.retain(|(_, (f, _))| f != framework);
     }
 
     pub fn len(&self) -> usize {
@@ -280,5 +316,37 @@ mod tests {
             Acked::Ignored,
             "a repeated ack"
         );
+    }
+
+    #[test]
+    fn a_framework_shut_down_leaves_nothing_to_send() {
+        let t0 = Instant::now();
+        let mut m = StatusUpdates::new();
+        m.add("f", status("t", TaskState::TaskRunning, "u1"), t0);
+        m.add("g", status("t", TaskState::TaskRunning, "v1"), t0);
+        m.remove_framework("f");
+        assert_eq!(m.next_deadline(), Some(t0));
+        assert_eq!(sent(m.due(t0)), vec!["v1"]);
+        m.remove_framework("g");
+        assert_eq!(m.next_deadline(), None);
+        assert!(m.due(t0 + RETRY_MAX).is_empty());
+    }
+
+    #[test]
+    fn each_task_keeps_its_own_retry_time() {
+        let t0 = Instant::now();
+        let mut m = StatusUpdates::new();
+        m.add("f", status("a", TaskState::TaskRunning, "a1"), t0);
+        assert_eq!(sent(m.due(t0)), vec!["a1"]);
+        let t1 = t0 + Duration::from_secs(5);
+        m.add("f", status("b", TaskState::TaskRunning, "b1"), t1);
+        assert_eq!(sent(m.due(t1)), vec!["b1"]);
+        // a's retry is due at 10 s, b's at 15 s.
+        assert_eq!(m.next_deadline(), Some(t0 + RETRY_MIN));
+        assert_eq!(sent(m.due(t0 + RETRY_MIN)), vec!["a1"]);
+        assert_eq!(m.next_deadline(), Some(t1 + RETRY_MIN));
+        // Acknowledging b cancels its retry.
+        m.acknowledge("f", "b", "b1", t1);
+        assert_eq!(m.next_deadline(), Some(t0 + RETRY_MIN + 2 * RETRY_MIN));
     }
 }
