@@ -232,6 +232,56 @@ struct Figures {
     tasks: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// What the host's CPUs did over the timed window, if `/proc/stat` could be read.
+    cpu: Option<CpuTimes>,
+}
+
+/// The host's CPU time from `/proc/stat`'s `cpu` line, in clock ticks.
+#[derive(Clone, Copy, Default)]
+struct CpuTimes {
+    /// user + nice + system + irq + softirq.
+    busy: u64,
+    /// idle + iowait.
+    idle: u64,
+    /// Taken by the hypervisor for other guests.
+    steal: u64,
+}
+
+impl CpuTimes {
+    fn now() -> Option<CpuTimes> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        Some(CpuTimes {
+            busy: at(0) + at(1) + at(2) + at(5) + at(6),
+            idle: at(3) + at(4),
+            steal: at(7),
+        })
+    }
+
+    fn since(self, start: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            busy: self.busy.saturating_sub(start.busy),
+            idle: self.idle.saturating_sub(start.idle),
+            steal: self.steal.saturating_sub(start.steal),
+        }
+    }
+}
+
+/// Clock ticks per second (`USER_HZ`).
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
 }
 
 impl std::fmt::Display for Figures {
@@ -256,6 +306,22 @@ impl std::fmt::Display for Figures {
             "| tasks per second | {:.0} |",
             self.tasks as f64 / self.elapsed.as_secs_f64().max(1e-9)
         )?;
+        if let Some(cpu) = self.cpu {
+            let total = (cpu.busy + cpu.idle + cpu.steal).max(1) as f64;
+            let busy_secs = cpu.busy as f64 / ticks_per_second();
+            writeln!(
+                f,
+                "| host CPU time per task (all processes) | {:.2} ms |",
+                busy_secs * 1000.0 / self.tasks.max(1) as f64
+            )?;
+            writeln!(
+                f,
+                "| host CPUs busy / idle / stolen by the hypervisor | {:.0} % / {:.0} % / {:.0} % |",
+                100.0 * cpu.busy as f64 / total,
+                100.0 * cpu.idle as f64 / total,
+                100.0 * cpu.steal as f64 / total
+            )?;
+        }
         writeln!(f, "| status updates | {} |", l.len())?;
         writeln!(f, "| update latency p50 | {:.2} ms |", ms(pct(50)))?;
         writeln!(f, "| update latency p99 | {:.2} ms |", ms(pct(99)))?;
@@ -334,6 +400,7 @@ async fn framework(cli: &Cli, port: u16) -> anyhow::Result<Figures> {
     let ack_failed: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
     let (mut launched, mut finished) = (0usize, 0usize);
     let mut started: Option<Instant> = None;
+    let mut cpu_start: Option<CpuTimes> = None;
     let mut latencies = Vec::with_capacity(cli.tasks * 3);
     let idle_limit = Duration::from_secs(120);
     while finished < cli.tasks {
@@ -366,7 +433,10 @@ async fn framework(cli: &Cli, port: u16) -> anyhow::Result<Figures> {
                                 {"name": "mem", "type": "SCALAR", "scalar": {"value": cli.task_mem}}],
                             "command": {"value": "true"}}))
                         .collect();
-                    started.get_or_insert_with(Instant::now);
+                    if started.is_none() {
+                        started = Some(Instant::now());
+                        cpu_start = CpuTimes::now();
+                    }
                     fw.call(
                         json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]],
                         "operations": [{"type": "LAUNCH", "launch": {"task_infos": tasks}}],
@@ -415,10 +485,12 @@ async fn framework(cli: &Cli, port: u16) -> anyhow::Result<Figures> {
         }
     }
     let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
+    let cpu = cpu_start.zip(CpuTimes::now()).map(|(a, b)| b.since(a));
     let _ = fw.call(json!({"type": "TEARDOWN"})).await;
     Ok(Figures {
         tasks: finished,
         elapsed,
         latencies,
+        cpu,
     })
 }
