@@ -154,12 +154,7 @@ fn the_child_starts_in_its_cgroup_and_session_with_its_fds_and_no_blocked_signal
         }
         assert_eq!(libc::sigismember(&after, libc::SIGUSR2), 1);
     }
-    let mut text = String::new();
-    File::open(&out.0)
-        .expect("open output")
-        .read_to_string(&mut text)
-        .expect("read output");
-    std::fs::remove_file(&out.0).expect("remove output");
+    let text = take_output(&out.0);
     let cgroup_line = text
         .lines()
         .find(|l| l.starts_with("0::"))
@@ -208,12 +203,7 @@ fn descriptors_the_caller_inherited_without_close_on_exec_do_not_reach_the_child
         libc::close(high);
     }
     assert_eq!(wait(&pidfd.expect("spawn")), 0);
-    let mut text = String::new();
-    File::open(&out.0)
-        .expect("open output")
-        .read_to_string(&mut text)
-        .expect("read output");
-    std::fs::remove_file(&out.0).expect("remove output");
+    let text = take_output(&out.0);
     let mut fds: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
     fds.sort_unstable();
     // 0 and 2 are the test's own, 1 the output file, and `ls` opens one to list the
@@ -269,6 +259,17 @@ fn many_spawns_from_several_threads_all_come_through() {
 }
 
 /// A fresh file in the temp dir: its path and an open handle to write through.
+/// What the child wrote to the output file, which is then removed.
+fn take_output(path: &std::path::Path) -> String {
+    let mut text = String::new();
+    File::open(path)
+        .expect("open output")
+        .read_to_string(&mut text)
+        .expect("read output");
+    std::fs::remove_file(path).expect("remove output");
+    text
+}
+
 fn tempfile_in_tmp() -> (std::path::PathBuf, File) {
     let path = std::env::temp_dir().join(format!(
         "holdfast-spawn-test-{}-{}",
