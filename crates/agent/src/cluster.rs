@@ -381,7 +381,8 @@ impl Actor {
             }
         }
         for container in due {
-            // The worker outlives the cluster task; a failed send means the runtime stops.
+            // The worker ends only when this task drops its sender, or when the runtime
+            // shuts down, when nothing is left to remove anyway.
             let _ = self.gc.removals.send(container);
         }
     }
