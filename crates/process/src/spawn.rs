@@ -149,7 +149,6 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
             .max()
             .unwrap_or(0)
             .max(3),
-        fd_limit: fd_limit(),
     };
 
     // No signal handler of ours may run in the child (in vfork mode it would run on our
@@ -364,18 +363,26 @@ struct ChildPlan<'a> {
     status: RawFd,
     /// Descriptors from here up are made close-on-exec in the child.
     first_unlisted: RawFd,
-    /// Where the fallback for kernels without `close_range` stops.
-    fd_limit: RawFd,
 }
 
-/// The soft limit on descriptors: no descriptor can be at or above it.
+/// The soft limit on descriptors, read with the raw syscall (the child may call it):
+/// no descriptor can be at or above it.
 fn fd_limit() -> RawFd {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: a valid pointer to an rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } < 0 {
+    // SAFETY: prlimit64 on this process, reading into a valid rlimit.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            libc::RLIMIT_NOFILE,
+            std::ptr::null::<libc::rlimit>(),
+            &mut lim as *mut libc::rlimit,
+        )
+    };
+    if rc < 0 {
         return 1024;
     }
     RawFd::try_from(lim.rlim_cur).unwrap_or(RawFd::MAX)
@@ -413,7 +420,7 @@ impl ChildPlan<'_> {
             ) < 0
             {
                 // Kernels before 5.11: one descriptor at a time (EBADF for the unused).
-                for fd in self.first_unlisted..self.fd_limit {
+                for fd in self.first_unlisted..fd_limit() {
                     libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
                 }
             }
@@ -502,4 +509,23 @@ fn wait_blocking(pidfd: &PidFd) -> io::Result<()> {
         return Err(last_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_raw_descriptor_limit_is_the_soft_rlimit() {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid pointer to an rlimit.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(
+            fd_limit(),
+            RawFd::try_from(lim.rlim_cur).unwrap_or(RawFd::MAX)
+        );
+    }
 }
