@@ -36,7 +36,12 @@ impl Actor {
         };
         self.shutting_down.remove(&fid);
         let eid = executor.executor_id.value.clone();
-        let kind = match task_group::executor_kind(&executor) {
+        // A group the default executor cannot run is refused whole, like a bad type.
+        let kind = task_group::executor_kind(&executor).and_then(|k| match k {
+            ExecutorKind::Default => task_group::refusal(&tasks).map_or(Ok(k), Err),
+            _ => Ok(k),
+        });
+        let kind = match kind {
             Ok(k) => k,
             Err(why) => {
                 return self.refuse_group(
@@ -48,17 +53,6 @@ impl Actor {
                 )
             }
         };
-        if kind == ExecutorKind::Default {
-            if let Some(why) = task_group::refusal(&tasks) {
-                return self.refuse_group(
-                    &framework,
-                    &eid,
-                    &tasks,
-                    "REASON_TASK_GROUP_INVALID",
-                    &why,
-                );
-            }
-        }
         let work_dir = self.cfg.work_dir.clone();
         let placed =
             self.registry
