@@ -17,17 +17,6 @@ pub struct GcPolicy {
     pub disk_watch_interval: Duration,
 }
 
-impl Default for GcPolicy {
-    /// Mesos's defaults: a week, 10 % headroom, a check every minute.
-    fn default() -> GcPolicy {
-        GcPolicy {
-            delay: Duration::from_secs(7 * 24 * 3600),
-            disk_headroom: 0.1,
-            disk_watch_interval: Duration::from_secs(60),
-        }
-    }
-}
-
 impl GcPolicy {
     /// How old a scheduled removal may get at the given disk usage (a fraction in
     /// `[0, 1]`) before it is carried out: `delay × max(0, 1 − headroom − usage)`, as
