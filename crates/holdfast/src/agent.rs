@@ -537,4 +537,32 @@ mod tests {
             .to_string();
         assert!(e.contains("--cgroups_default_pids_max 0 is outside"), "{e}");
     }
+
+    #[test]
+    fn sandbox_gc_defaults_are_mesos_and_bad_values_are_refused() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("agent").chain(args.iter().copied()))
+                .map(|c| c.flags)
+        };
+        let work_dir = format!("--work_dir={}", std::env::temp_dir().display());
+        let f = parse(&["--master=127.0.0.1:5050", &work_dir]).expect("defaults");
+        let c = cluster_config(&f).expect("config").expect("with a master");
+        assert_eq!(
+            c.gc,
+            GcPolicy {
+                delay: std::time::Duration::from_secs(7 * 24 * 3600),
+                disk_headroom: 0.1,
+                disk_watch_interval: std::time::Duration::from_secs(60),
+            }
+        );
+        let usage = (c.disk_usage.0)().expect("the work dir's file system can be read");
+        assert!((0.0..=1.0).contains(&usage), "{usage}");
+        for bad in [
+            "--gc_disk_headroom=1.1",
+            "--disk_watch_interval=0secs",
+            "--gc_delay=1",
+        ] {
+            assert!(parse(&[bad]).is_err(), "{bad} accepted");
+        }
+    }
 }
