@@ -248,7 +248,10 @@ fn a_fork_bomb_stops_at_pids_max_and_the_host_keeps_working() {
 fn limits_and_oom_detection_survive_an_agent_restart() {
     let Some(mount) = controllers() else { return };
     let mut agent = Agent::start(&mount, &[]);
-    let hog = "sleep 3; exec dd if=/dev/zero of=/dev/null bs=200M count=1";
+    // The late hog waits for the test's go (a file in its sandbox), not for a fixed
+    // time: an agent restart under emulation can take longer than any sleep.
+    let hog =
+        "while [ ! -e go ]; do sleep 0.1; done; exec dd if=/dev/zero of=/dev/null bs=200M count=1";
     launch_with(
         &agent,
         "early",
@@ -267,6 +270,8 @@ fn limits_and_oom_detection_survive_an_agent_restart() {
     agent.kill9();
     agent.restart();
     assert_eq!(read(&cg.join("memory.max")), max, "limits stay in place");
+    let go = agent.work_dir().join("containers/late/go");
+    std::fs::write(&go, "").unwrap_or_else(|e| panic!("write {}: {e}", go.display()));
     let late = agent.wait(cid("late"));
     assert_eq!(
         late["wait_container"]["reason"], "REASON_CONTAINER_LIMITATION_MEMORY",
